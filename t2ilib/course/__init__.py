@@ -1,0 +1,1 @@
+"""Course tooling: notebook execution and the notebook/library mirror check."""

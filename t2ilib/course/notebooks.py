@@ -1,0 +1,122 @@
+"""Run the course notebooks: re-execute committed copies in place, or run a series with papermill.
+
+Two jobs, two tools:
+
+* ``execute`` (nbclient): re-runs a notebook top to bottom *in place* with its default
+  parameters and writes it back clean: execution counts 1..n, no papermill metadata. This
+  is how committed notebooks are produced (``make notebooks``).
+* ``series`` (papermill): runs notebooks into an output folder with parameters injected,
+  as a batch job (``make demo``); the executed copies carry papermill's metadata and stay
+  out of git.
+
+Usage::
+
+    python -m t2ilib.course.notebooks execute notebooks/01_data.ipynb [...]
+    python -m t2ilib.course.notebooks series --out runs/NOW notebooks/0*.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["execute_in_place", "run_series", "KERNEL_NAME"]
+
+#: Every notebook is committed with, and executed under, this kernelspec name.
+KERNEL_NAME = "python3"
+
+
+def execute_in_place(path: str | os.PathLike[str], timeout: int = 3600) -> float:
+    """Execute ``path`` top to bottom with its default parameters and save it back.
+
+    The working directory is the notebook's folder. Returns the wall time in seconds.
+    Raises ``nbclient.exceptions.CellExecutionError`` (the file is left untouched) when a
+    cell fails.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3",
+                                 "language": "python"}
+    start = time.perf_counter()
+    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(nb, path)
+    return elapsed
+
+
+def run_series(notebooks: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+               parameters: dict | None = None) -> list[Path]:
+    """Run ``notebooks`` in order with papermill into ``out_dir``; stop at the first failure.
+
+    Each notebook runs with its own folder as working directory and gets
+    ``T2I_RUN_DIR=<out_dir>`` in its environment, so figures it saves land beside the
+    executed copy. Returns the executed notebooks' paths.
+    """
+    import papermill as pm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get("T2I_RUN_DIR")
+    os.environ["T2I_RUN_DIR"] = str(out.resolve())  # inherited by each kernel
+    done = []
+    try:
+        for nb_path in map(Path, notebooks):
+            target = out / nb_path.name
+            start = time.perf_counter()
+            print(f"[t2i] running {nb_path} ...", flush=True)
+            pm.execute_notebook(str(nb_path), str(target), parameters=parameters or {},
+                                kernel_name=KERNEL_NAME, cwd=str(nb_path.parent),
+                                progress_bar=False)
+            print(f"[t2i]   done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
+            done.append(target)
+    finally:
+        if previous is None:
+            os.environ.pop("T2I_RUN_DIR", None)
+        else:
+            os.environ["T2I_RUN_DIR"] = previous
+    return done
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m t2ilib.course.notebooks",
+                                     description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("execute", help="re-execute notebooks in place (clean, for committing)")
+    ex.add_argument("notebooks", nargs="+")
+    se = sub.add_parser("series", help="run notebooks with papermill into an output folder")
+    se.add_argument("notebooks", nargs="+")
+    se.add_argument("--out", default=None, help="output folder (default runs/<timestamp>)")
+    args = parser.parse_args(argv)
+
+    missing = [p for p in args.notebooks if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    if args.cmd == "execute":
+        for p in args.notebooks:
+            print(f"executing {p} ...", flush=True)
+            print(f"  {execute_in_place(p):.0f} s", flush=True)
+        return 0
+    out = args.out or os.path.join("runs", _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    done = run_series(sorted(args.notebooks), out)
+    print(f"\nExecuted notebooks and figures are in {Path(out).resolve()}/")
+    for p in done:
+        print(f"  {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

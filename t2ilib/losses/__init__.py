@@ -1,0 +1,1 @@
+"""Losses: DAMSM word/sentence matching (``damsm``), hinge + matching-aware + MA-GP (``adversarial``)."""

@@ -1,0 +1,1 @@
+"""Metrics: R-precision, FID/IS, ToyBirds oracle, mask IoU."""

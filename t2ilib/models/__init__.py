@@ -1,0 +1,1 @@
+"""Networks: image encoders, conditioning blocks, SSACN, the SSA-GAN generator/discriminator, SISGAN."""

@@ -1,0 +1,90 @@
+"""Run-time helpers every notebook and script shares: seeds, devices, data folder, progress bars.
+
+No global state is kept here: each function reads its inputs (arguments, environment
+variables) and returns a value.
+
+Environment variables the course reads:
+
+``T2I_DATA``
+    Where datasets live. Default: ``data/`` at the repository root (so notebooks, which
+    run with ``notebooks/`` as their working directory, and scripts find the same folder).
+``T2I_SMOKE``
+    ``1`` makes every notebook run its tiny "smoke" configuration (seconds instead of
+    minutes); the test-suite sets it.
+``T2I_PROGRESS``
+    ``0`` turns progress bars off (batch jobs, CI logs).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "pick_device", "data_root", "repo_root", "is_smoke", "progress"]
+
+T = TypeVar("T")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA); return a torch generator with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``"auto"`` gives CUDA when available, else CPU; anything else is checked and returned.
+
+    Raises ``ValueError`` when ``"cuda"`` is asked for on a machine without a GPU.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; "
+                         "use device='cpu' (or 'auto')")
+    return dev
+
+
+def repo_root() -> Path:
+    """The repository root (the folder holding ``pyproject.toml`` above this package),
+    or the current directory when t2ilib is installed elsewhere."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+def data_root() -> Path:
+    """Folder for datasets: ``$T2I_DATA`` or ``<repo>/data``."""
+    env = os.environ.get("T2I_DATA")
+    return Path(env).expanduser() if env else repo_root() / "data"
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off"}
+
+
+def is_smoke() -> bool:
+    """True when ``T2I_SMOKE`` asks for the tiny configuration of every notebook."""
+    return _env_flag("T2I_SMOKE", False)
+
+
+def progress(iterable: Iterable[T], **kwargs) -> Iterable[T]:
+    """``tqdm.auto.tqdm`` over ``iterable``, switched off when ``T2I_PROGRESS=0``.
+
+    Keyword arguments go to tqdm (``total``, ``desc``, ``leave``...).
+    """
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", not _env_flag("T2I_PROGRESS", True))
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)

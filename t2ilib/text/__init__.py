@@ -1,0 +1,1 @@
+"""Text side: tokenizer and vocabulary (``vocab``), the DAMSM bi-LSTM text encoder (``encoder``)."""

@@ -1,0 +1,1 @@
+"""Training loops (DAMSM pretraining, SSA-GAN, SISGAN) and checkpoints."""
