@@ -115,3 +115,11 @@ def test_harness_reports_failing_cell(tmp_path: Path):
 def test_parameters_cell_detection(tmp_path: Path):
     assert parameters_cell(_tiny_notebook(tmp_path, [("a = 1", [])])) is None
     assert parameters_cell(_tiny_notebook(tmp_path, [("a = 1", ["parameters"])])) is not None
+
+
+def test_figures_are_extracted_from_executed_notebooks(tmp_path: Path, repo: Path):
+    from t2ilib.course.notebooks import extract_figures
+
+    written = extract_figures(repo / "notebooks" / "00_welcome.ipynb", tmp_path)
+    assert written, "notebook 00 shows the course map as a figure"
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["execute_in_place", "run_series", "KERNEL_NAME"]
+__all__ = ["execute_in_place", "run_series", "extract_figures", "KERNEL_NAME"]
 
 #: Every notebook is committed with, and executed under, this kernelspec name.
 KERNEL_NAME = "python3"
@@ -63,8 +63,9 @@ def run_series(notebooks: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     """Run ``notebooks`` in order with papermill into ``out_dir``; stop at the first failure.
 
     Each notebook runs with its own folder as working directory and gets
-    ``T2I_RUN_DIR=<out_dir>`` in its environment, so figures it saves land beside the
-    executed copy. Returns the executed notebooks' paths.
+    ``T2I_RUN_DIR=<out_dir>`` in its environment. Every figure a notebook shows is also
+    written to ``out_dir/figures/<notebook>_cell<NN>_<k>.png``. Returns the executed
+    notebooks' paths.
     """
     import papermill as pm
 
@@ -81,7 +82,9 @@ def run_series(notebooks: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
             pm.execute_notebook(str(nb_path), str(target), parameters=parameters or {},
                                 kernel_name=KERNEL_NAME, cwd=str(nb_path.parent),
                                 progress_bar=False)
-            print(f"[t2i]   done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
+            figures = extract_figures(target, out / "figures")
+            print(f"[t2i]   done in {time.perf_counter() - start:.0f} s -> {target}"
+                  f" ({len(figures)} figures)", flush=True)
             done.append(target)
     finally:
         if previous is None:
@@ -89,6 +92,26 @@ def run_series(notebooks: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
         else:
             os.environ["T2I_RUN_DIR"] = previous
     return done
+
+
+def extract_figures(notebook: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write every PNG output of an executed notebook to ``out_dir``; return the paths."""
+    import base64
+
+    import nbformat
+
+    notebook, out = Path(notebook), Path(out_dir)
+    nb = nbformat.read(notebook, as_version=4)
+    written = []
+    for index, cell in enumerate(nb.cells):
+        pngs = [o["data"]["image/png"] for o in cell.get("outputs", [])
+                if "image/png" in o.get("data", {})]
+        for k, png in enumerate(pngs):
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{notebook.stem}_cell{index:02d}_{k}.png"
+            path.write_bytes(base64.b64decode(png))
+            written.append(path)
+    return written
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
