@@ -13,6 +13,9 @@ Environment variables the course reads:
     minutes); the test-suite sets it.
 ``T2I_PROGRESS``
     ``0`` turns progress bars off (batch jobs, CI logs).
+``T2I_MIRROR``
+    Base URL of a mirror that serves the course's archives by file name; read only by
+    ``data_scripts/download_*.py`` (see :mod:`t2ilib.data.download`).
 """
 
 from __future__ import annotations
@@ -78,10 +81,11 @@ def is_smoke() -> bool:
     return _env_flag("T2I_SMOKE", False)
 
 
-def progress(iterable: Iterable[T], **kwargs) -> Iterable[T]:
+def progress(iterable: Iterable[T] | None = None, **kwargs) -> Iterable[T]:
     """``tqdm.auto.tqdm`` over ``iterable``, switched off when ``T2I_PROGRESS=0``.
 
-    Keyword arguments go to tqdm (``total``, ``desc``, ``leave``...).
+    Keyword arguments go to tqdm (``total``, ``desc``, ``leave``...). With no iterable it
+    returns a bar to advance by hand with ``.update(n)`` (e.g. bytes downloaded).
     """
     from tqdm.auto import tqdm
 

@@ -1,0 +1,131 @@
+"""Download CUB-200-2011 and AttnGAN's birds metadata, verified, into SSA-GAN's data layout.
+
+    python data_scripts/download_cub.py                      # into data/ (or $T2I_DATA)
+    python data_scripts/download_cub.py --root /big/disk/t2i --segmentations
+    python data_scripts/download_cub.py --mirror http://host/t2i-files   # a copy of the files
+
+The result is the layout AttnGAN, DF-GAN and SSA-GAN read (reference notes ``ssagan.md`` §4.1)::
+
+    <root>/downloads/CUB_200_2011.tgz, birds.zip, birds.zip.sha256
+    <root>/birds/text/<class>/<image>.txt            10 captions per image (Reed et al.)
+    <root>/birds/{train,test}/filenames.pickle, class_info.pickle
+    <root>/birds/captions.pickle                     when the zip ships it
+    <root>/birds/CUB_200_2011/images/<key>.jpg, images.txt, bounding_boxes.txt, ...
+    <root>/birds/segmentations/<class>/<image>.png   only with --segmentations
+
+Every archive is streamed with a progress bar, resumed after an interruption, checked against
+the checksum table in ``t2ilib/data/download.py`` and extracted safely
+(``t2ilib/data/archives.py``).
+``birds.zip`` has no published checksum: its first download is trusted and its SHA-256 recorded
+in ``downloads/birds.zip.sha256`` (trust on first use). Rerunning is cheap: verified archives are
+reused, extracted ones skipped. With ``--mirror URL`` (or ``$T2I_MIRROR``) every file is fetched
+from ``URL/<filename>`` instead, checked against the same table.
+
+Next step: ``python data_scripts/prepare_cub.py --root <root>/birds`` checks the layout and builds
+the tensor cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from t2ilib.data.archives import UnsafeArchiveError, extract
+from t2ilib.data.download import (
+    RESOURCES,
+    DownloadError,
+    Resource,
+    fetch,
+    manual_instructions,
+)
+from t2ilib.runtime import data_root
+
+#: Paths (relative to ``<root>/birds``) the readers need; ``captions.pickle`` is rebuilt if absent.
+REQUIRED = ("CUB_200_2011/images", "CUB_200_2011/images.txt", "CUB_200_2011/bounding_boxes.txt",
+            "text", "train/filenames.pickle", "test/filenames.pickle")
+OPTIONAL = ("captions.pickle", "train/class_info.pickle", "test/class_info.pickle")
+
+
+def files_needed(root: str | os.PathLike[str], segmentations: bool = False,
+                 resources: Mapping[str, Resource] = RESOURCES) -> list[tuple[Resource, Path]]:
+    """Every file this script fetches, with the folder it goes to, in download order."""
+    names = ["birds_metadata", "cub"] + (["cub_segmentations"] if segmentations else [])
+    return [(resources[name], Path(root) / "downloads") for name in names]
+
+
+def download_cub(root: str | os.PathLike[str], *, mirror: str | None = None,
+                 segmentations: bool = False, resources: Mapping[str, Resource] = RESOURCES,
+                 timeout: float = 30.0, retries: int = 3,
+                 log: Callable[[str], None] = print) -> Path:
+    """Fetch, verify and extract everything for the CUB birds; return ``<root>/birds``.
+
+    ``resources`` is the download table (tests pass one describing their own archives).
+    Raises ``DownloadError`` / ``ChecksumError`` / ``UnsafeArchiveError`` with instructions,
+    and ``FileNotFoundError`` when the archives do not produce the expected layout.
+    """
+    root = Path(root)
+    downloads, birds = root / "downloads", root / "birds"
+    got = [fetch(res, folder, mirror=mirror, timeout=timeout, retries=retries, log=log)
+           for res, folder in files_needed(root, segmentations, resources)]
+    meta, cub, *seg = got
+
+    report = extract(meta.path, root, sha256=meta.digests.sha256, log=log)  # unzips to birds/
+    if "birds" not in report.top_level:
+        raise FileNotFoundError(f"{meta.path.name} was expected to unpack to birds/, but its "
+                                f"top level is {list(report.top_level)} (extracted into {root})")
+    extract(cub.path, birds, sha256=cub.digests.sha256, log=log)  # -> birds/CUB_200_2011/
+    for s in seg:
+        extract(s.path, birds, sha256=s.digests.sha256, log=log)  # -> birds/segmentations/
+
+    missing = [p for p in REQUIRED if not (birds / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"the archives did not produce {', '.join(missing)} under "
+                                f"{birds}; delete {birds} and the markers .*.complete, then rerun")
+    absent = [p for p in OPTIONAL if not (birds / p).exists()]
+    with (birds / "CUB_200_2011" / "images.txt").open(encoding="utf-8") as f:
+        n_images = sum(1 for line in f if line.strip())
+    log(f"[cub] ready: {birds} ({n_images:,} images listed in images.txt)"
+        + (f"; not shipped, rebuilt later: {', '.join(absent)}" if absent else ""))
+    log(f"[cub] the archives in {downloads} may be deleted to free space (a rerun would then "
+        f"download them again). Next: python data_scripts/prepare_cub.py --root {birds}")
+    return birds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=data_root(),
+                        help="data folder (default: $T2I_DATA or <repo>/data)")
+    parser.add_argument("--mirror", default=os.environ.get("T2I_MIRROR") or None,
+                        help="fetch every file from MIRROR/<filename> (default: $T2I_MIRROR)")
+    parser.add_argument("--segmentations", action="store_true",
+                        help="also fetch CUB's 11,788 bird masks (39 MB)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="socket time-out, seconds")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="resumptions in a row without progress before giving up")
+    args = parser.parse_args(argv)
+    try:
+        download_cub(args.root, mirror=args.mirror, segmentations=args.segmentations,
+                     timeout=args.timeout, retries=args.retries)
+    except DownloadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        needed = files_needed(args.root, args.segmentations)
+        others = [(res, folder / res.filename) for res, folder in needed
+                  if res != err.resource and not (folder / res.filename).exists()]
+        if others:
+            print("\nThe other files this script needs (fetch them too when there is no network):",
+                  file=sys.stderr)
+        for res, dest in others:
+            print(manual_instructions(res, dest, header=False), file=sys.stderr)
+        return 1
+    except (UnsafeArchiveError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

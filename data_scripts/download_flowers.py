@@ -1,0 +1,114 @@
+"""Download Oxford-102 flowers and Reed et al.'s flower captions, verified (SISGAN's data).
+
+    python data_scripts/download_flowers.py                  # into data/ (or $T2I_DATA)
+    python data_scripts/download_flowers.py --root /big/disk/t2i
+    python data_scripts/download_flowers.py --mirror http://host/t2i-files
+
+Result (reference notes ``metrics_data.md`` §3.4, ``sisgan.md`` §3.5)::
+
+    <root>/downloads/102flowers.tgz, cvpr2016_flowers.tar.gz, cvpr2016_flowers.tar.gz.sha256
+    <root>/flowers/jpg/image_00001.jpg ... image_08189.jpg     102 classes
+    <root>/flowers/imagelabels.mat     'labels' 1 x 8189, classes 1..102
+    <root>/flowers/setid.mat           'trnid' / 'valid' / 'tstid', 1-based image ids
+    <root>/flowers/.../text_c10/class_XXXXX/image_XXXXX.txt   10 captions per image
+
+The images and ``.mat`` files are checked against the MD5s torchvision's ``Flowers102`` uses.
+Reed's caption archive has no published checksum: its first download is trusted and its SHA-256
+recorded beside it (trust on first use). The script prints where ``text_c10`` ended up (the
+archive may wrap it in one folder). Rerunning is cheap: verified files are reused, extracted
+archives skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from t2ilib.data.archives import UnsafeArchiveError, extract
+from t2ilib.data.download import (
+    RESOURCES,
+    DownloadError,
+    Resource,
+    fetch,
+    manual_instructions,
+)
+from t2ilib.runtime import data_root
+
+
+def files_needed(root: str | os.PathLike[str],
+                 resources: Mapping[str, Resource] = RESOURCES) -> list[tuple[Resource, Path]]:
+    """Every file this script fetches, with the folder it goes to, in download order.
+
+    The ``.mat`` files are used as they are, so they go straight to ``<root>/flowers``.
+    """
+    root = Path(root)
+    return [(resources["flowers_labels"], root / "flowers"),
+            (resources["flowers_splits"], root / "flowers"),
+            (resources["flowers_images"], root / "downloads"),
+            (resources["flowers_captions"], root / "downloads")]
+
+
+def download_flowers(root: str | os.PathLike[str], *, mirror: str | None = None,
+                     resources: Mapping[str, Resource] = RESOURCES, timeout: float = 30.0,
+                     retries: int = 3, log: Callable[[str], None] = print) -> Path:
+    """Fetch, verify and extract Oxford-102 and its captions; return the ``text_c10`` folder.
+
+    ``resources`` is the download table (tests pass one describing their own archives).
+    Raises ``DownloadError`` / ``ChecksumError`` / ``UnsafeArchiveError`` with instructions,
+    and ``FileNotFoundError`` when the archives do not produce the expected layout.
+    """
+    flowers = Path(root) / "flowers"
+    _, _, images, caps = [fetch(res, folder, mirror=mirror, timeout=timeout, retries=retries,
+                                log=log) for res, folder in files_needed(root, resources)]
+    extract(images.path, flowers, sha256=images.digests.sha256, log=log)  # -> flowers/jpg/
+    report = extract(caps.path, flowers, sha256=caps.digests.sha256, log=log)
+
+    if not (flowers / "jpg").is_dir():
+        raise FileNotFoundError(f"{images.path.name} did not unpack to {flowers / 'jpg'}")
+    candidates = [flowers / top / "text_c10" for top in report.top_level] + [flowers / "text_c10"]
+    text = next((c for c in candidates if c.is_dir()), None)
+    if text is None:
+        raise FileNotFoundError(f"no text_c10/ folder in {caps.path.name} (its top level is "
+                                f"{list(report.top_level)}, extracted into {flowers})")
+    n_images = sum(1 for _ in (flowers / "jpg").glob("*.jpg"))
+    n_classes = sum(1 for c in text.iterdir() if c.is_dir())
+    log(f"[flowers] ready: {n_images:,} images in {flowers / 'jpg'}; captions for {n_classes} "
+        f"classes in {text}")
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=data_root(),
+                        help="data folder (default: $T2I_DATA or <repo>/data)")
+    parser.add_argument("--mirror", default=os.environ.get("T2I_MIRROR") or None,
+                        help="fetch every file from MIRROR/<filename> (default: $T2I_MIRROR)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="socket time-out, seconds")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="resumptions in a row without progress before giving up")
+    args = parser.parse_args(argv)
+    try:
+        download_flowers(args.root, mirror=args.mirror, timeout=args.timeout,
+                         retries=args.retries)
+    except DownloadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        others = [(res, folder / res.filename) for res, folder in files_needed(args.root)
+                  if res != err.resource and not (folder / res.filename).exists()]
+        if others:
+            print("\nThe other files this script needs (fetch them too when there is no network):",
+                  file=sys.stderr)
+        for res, dest in others:
+            print(manual_instructions(res, dest, header=False), file=sys.stderr)
+        return 1
+    except (UnsafeArchiveError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
