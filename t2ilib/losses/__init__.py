@@ -1,1 +1,1 @@
-"""Losses: DAMSM word/sentence matching (``damsm``), hinge + matching-aware + MA-GP (``adversarial``)."""
+"""Losses: DAMSM matching (``damsm``); hinge, matching-aware pairs, MA-GP (``adversarial``)."""
