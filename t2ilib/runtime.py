@@ -29,7 +29,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "data_root", "repo_root", "is_smoke", "progress"]
+__all__ = ["seed_everything", "pick_device", "data_root", "checkpoint_root", "repo_root", "is_smoke",
+           "progress"]
 
 T = TypeVar("T")
 
@@ -67,6 +68,11 @@ def data_root() -> Path:
     """Folder for datasets: ``$T2I_DATA`` or ``<repo>/data``."""
     env = os.environ.get("T2I_DATA")
     return Path(env).expanduser() if env else repo_root() / "data"
+
+
+def checkpoint_root() -> Path:
+    """Folder for trained models (DAMSM encoders, GANs, the ToyBirds oracle): ``data_root()/checkpoints``."""
+    return data_root() / "checkpoints"
 
 
 def _env_flag(name: str, default: bool) -> bool:

@@ -1,0 +1,104 @@
+"""Images/s and peak memory of one SSA-GAN training step (D adversarial + MA-GP + G with DAMSM).
+
+Two configurations:
+
+* ``toy``:   64 px, ngf = ndf = 32, small-CNN DAMSM image encoder (the ToyBirds config);
+* ``paper``: 256 px, ngf = ndf = 64, Inception-v3 DAMSM image encoder with random weights
+  (the official CUB config; reference: the official code took 46.5 s per batch-4 step on
+  2 CPU threads, 0.09 images/s).
+
+Each runs eager fp32 and, on CUDA, the fast path (bf16 autocast, channels_last, fused Adam,
+optionally torch.compile) side by side, with random data (the step's cost does not depend
+on the data). A benchmark, not a test::
+
+    python benchmarks/train_step.py --device cpu --batch-size 4 --configs paper --steps 2
+    python benchmarks/train_step.py --device cuda --batch-size 24 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from t2ilib.models.image_encoder import InceptionEncoder, SmallCNNEncoder
+from t2ilib.models.ssagan import SSAGANConfig
+from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+from t2ilib.text.vocab import Vocabulary
+from t2ilib.train.ssagan import SSAGANTrainConfig, SSAGANTrainer, TrainData
+
+CONFIGS = {"toy": dict(resolution=64, ngf=32, encoder="small_cnn"),
+           "paper": dict(resolution=256, ngf=64, encoder="inception")}
+N_WORDS = 5450  # CUB's vocabulary size
+
+
+def random_data(resolution: int, n: int) -> TrainData:
+    g = torch.Generator().manual_seed(0)
+    s = int(resolution * 76 / 64)
+    vocab = Vocabulary.from_words(["<end>"] + [f"w{i}" for i in range(1, N_WORDS)])
+    captions = [torch.randint(1, N_WORDS, (int(torch.randint(8, 19, (1,), generator=g)),),
+                              generator=g).tolist() for _ in range(n * 10)]
+    return TrainData(images=torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=g),
+                     captions=captions, captions_per_image=10,
+                     class_ids=torch.arange(n), vocab=vocab, image_size=resolution, name="random")
+
+
+def measure(name: str, fast: bool, args: argparse.Namespace) -> dict:
+    spec = CONFIGS[name]
+    device = torch.device(args.device)
+    data = random_data(spec["resolution"], args.batch_size * (args.steps + args.warmup))
+    te = TextEncoder(TextEncoderConfig(N_WORDS))
+    ie = InceptionEncoder(pretrained=False) if spec["encoder"] == "inception" else SmallCNNEncoder()
+    config = SSAGANTrainConfig(batch_size=args.batch_size, amp=fast, channels_last=fast,
+                               compile=fast and args.compile, log_every=10**9)
+    model = SSAGANConfig(resolution=spec["resolution"], ngf=spec["ngf"], ndf=spec["ngf"])
+    trainer = SSAGANTrainer(config, model, te, ie, data, device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def run(k: int, offset: int) -> None:
+        for i in range(k):
+            trainer.train_step(trainer.batch(0, offset + i))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    run(args.warmup, 0)
+    start = time.perf_counter()
+    run(args.steps, args.warmup)
+    seconds = (time.perf_counter() - start) / args.steps
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process RSS, GiB
+    return {"config": name, "path": "fast" if fast else "eager fp32", "s/step": seconds,
+            "images/s": args.batch_size / seconds, "peak GiB": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--compile", action="store_true", help="torch.compile in the fast path")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = [False, True] if args.device.startswith("cuda") else [False]  # CPU: fp32 only
+    rows = [measure(name, fast, args) for name in args.configs for fast in paths]
+    print(f"device={args.device} batch={args.batch_size} threads={torch.get_num_threads()} "
+          f"torch={torch.__version__}")
+    print(f"{'config':<8}{'path':<12}{'s/step':>10}{'images/s':>10}{'peak GiB':>10}")
+    for r in rows:
+        print(f"{r['config']:<8}{r['path']:<12}{r['s/step']:>10.3f}{r['images/s']:>10.2f}"
+              f"{r['peak GiB']:>10.2f}")
+    note = "CPU peak = the process's max RSS (all configs so far); CUDA: max allocated"
+    print(note)
+
+
+if __name__ == "__main__":
+    main()

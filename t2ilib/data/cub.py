@@ -1,0 +1,395 @@
+"""The CUB-200-2011 + AttnGAN caption reader (Xu et al., CVPR 2018; as used by DF-GAN and SSA-GAN).
+
+One reader serves real CUB and ToyBirds, which is written in the same layout::
+
+    <root>/                                   e.g. data/birds or data/toybirds
+      CUB_200_2011/images/<key>.jpg           key = "<NNN.Class>/<image name>"
+      CUB_200_2011/images.txt                 "<id> <key>.jpg", one per image
+      CUB_200_2011/bounding_boxes.txt         "<id> <x> <y> <w> <h>" (floats, pixels)
+      train/filenames.pickle, test/...        the split: a list of keys
+      train/class_info.pickle, test/...       class id per key (optional)
+      text/<key>.txt                          10 captions, one per line
+      captions.pickle                         [train_ids, test_ids, ixtoword, wordtoix]
+
+Per item (AttnGAN's ``TextDataset.__getitem__``):
+
+* **bbox crop**: with the bird box :math:`(x, y, w, h)`,
+  :math:`r = \\lfloor 0.75\\max(w, h)\\rfloor`,
+  centre :math:`(c_x, c_y) = (\\lfloor x + w/2 \\rfloor, \\lfloor y + h/2 \\rfloor)`, crop
+  :math:`[\\max(0, c_x - r), \\max(0, c_y - r), \\min(W, c_x + r), \\min(H, c_y + r)]`: a square of
+  side :math:`1.5\\max(w, h)` around the box, clipped to the image;
+* resize to :math:`S = 76/64 \\cdot s`, random :math:`s\\times s` crop + flip (train) or centre
+  crop (test), scale to :math:`[-1, 1]`;
+* one of the image's 10 captions at random; a caption longer than 18 tokens keeps a random
+  subset of 18 tokens *in their original order*; padding with 0.
+
+One deliberate difference from AttnGAN: when the clipped crop is not square, AttnGAN's
+``Resize(S)`` keeps its aspect ratio and ``RandomCrop`` may slide along the long side; here
+the crop is first reduced to the square nearest the bird's centre, so that every image has
+the same ``(3, S, S)`` shape and the tensor cache (``t2ilib.data.cache``) stores exactly
+what this reader computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from t2ilib.data.augment import cache_size_for, center_crop, random_crop_flip
+from t2ilib.text.vocab import (
+    CaptionsPickle,
+    Vocabulary,
+    read_captions_pickle,
+    safe_load_pickle,
+    tokenize,
+    write_captions_pickle,
+)
+
+__all__ = [
+    "CAPTIONS_PER_IMAGE", "WORDS_NUM", "SPLITS", "bbox_crop_box", "square_box",
+    "load_cropped_image", "read_caption_lines", "fit_caption", "collate_sorted",
+    "check_layout", "read_bboxes", "read_split", "load_captions", "CaptionedImages",
+    "CUBDataset",
+]
+
+CAPTIONS_PER_IMAGE = 10
+WORDS_NUM = 18
+SPLITS = ("train", "test")
+
+# ----------------------------------------------------------------------------- images
+
+def bbox_crop_box(bbox: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """AttnGAN's crop around a CUB box ``(x, y, w, h)`` in an image of ``width`` x ``height``.
+
+    Returns ``(left, top, right, bottom)`` (right/bottom exclusive, PIL's convention): the
+    square of half-side ``r = int(0.75 * max(w, h))`` centred on the box, clipped to the image.
+    """
+    x, y, w, h = bbox
+    r = int(max(w, h) * 0.75)
+    cx = int((2 * x + w) / 2)
+    cy = int((2 * y + h) / 2)
+    return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
+
+
+def square_box(box: tuple[int, int, int, int], center: tuple[int, int]
+               ) -> tuple[int, int, int, int]:
+    """The largest square inside ``box`` whose centre is as close to ``center`` as possible.
+
+    An unclipped AttnGAN crop is already square and comes back unchanged.
+    """
+    left, top, right, bottom = box
+    side = min(right - left, bottom - top)
+    if side <= 0:
+        raise ValueError(f"empty crop box {box}")
+    x0 = min(max(center[0] - side // 2, left), right - side)
+    y0 = min(max(center[1] - side // 2, top), bottom - side)
+    return x0, y0, x0 + side, y0 + side
+
+
+def load_cropped_image(path: str | os.PathLike[str], bbox: Sequence[float] | None,
+                       size: int) -> Tensor:
+    """Decode a JPEG (grayscale and CMYK become RGB), bbox-crop it, square it, resize.
+
+    Returns a uint8 tensor ``(3, size, size)``. ``bbox=None`` uses the whole image.
+    """
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    width, height = im.size
+    if bbox is None:
+        bbox = (0.0, 0.0, float(width), float(height))
+    box = bbox_crop_box(bbox, width, height)
+    x, y, w, h = bbox
+    box = square_box(box, (int((2 * x + w) / 2), int((2 * y + h) / 2)))
+    im = im.crop(box).resize((size, size), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # (3, S, S)
+
+
+# ---------------------------------------------------------------------------- captions
+
+def read_caption_lines(path: str | os.PathLike[str],
+                       captions_per_image: int = CAPTIONS_PER_IMAGE) -> list[str]:
+    """The first ``captions_per_image`` captions of a CUB caption file that contain a word.
+
+    Empty lines, whitespace-only lines and lines without any ASCII word token (after
+    AttnGAN's tokenisation) are skipped; lines beyond the first ``captions_per_image`` are
+    ignored. Raises ``ValueError`` naming the file when fewer remain.
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    kept = [line.strip() for line in text.split("\n") if tokenize(line)]
+    if len(kept) < captions_per_image:
+        raise ValueError(f"{path}: {len(kept)} usable captions, need {captions_per_image}")
+    return kept[:captions_per_image]
+
+
+def fit_caption(ids: Sequence[int], words_num: int = WORDS_NUM,
+                generator: torch.Generator | None = None) -> tuple[Tensor, int]:
+    """AttnGAN's length rule: pad with 0 to ``words_num``, or keep a random ordered subset.
+
+    Returns ``(caption (words_num,) int64, length)``. A caption longer than ``words_num``
+    keeps ``words_num`` randomly chosen tokens in their original order.
+    """
+    n = len(ids)
+    if n == 0:
+        raise ValueError("empty caption")
+    out = torch.zeros(words_num, dtype=torch.long)
+    if n <= words_num:
+        out[:n] = torch.as_tensor(list(ids), dtype=torch.long)
+        return out, n
+    keep = torch.randperm(n, generator=generator)[:words_num].sort().values  # ordered subset
+    out[:] = torch.as_tensor(list(ids), dtype=torch.long)[keep]
+    return out, words_num
+
+
+def collate_sorted(batch: Sequence[tuple[Tensor, Tensor, int, int, str]]
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
+    """Stack items and sort them by caption length, longest first (for packed LSTMs).
+
+    ``[(image (3,H,W), caption (T,), length, class_id, key)] * B`` ->
+    ``(images (B,3,H,W), captions (B,T), lengths (B,), class_ids (B,), keys)``, all in the
+    same order (ties keep their batch order).
+    """
+    if len(batch) == 0:
+        raise ValueError("empty batch")
+    images, captions, lengths, class_ids, keys = zip(*batch)
+    lengths = torch.as_tensor(lengths, dtype=torch.long)                      # (B,)
+    order = torch.sort(lengths, descending=True, stable=True).indices         # (B,)
+    return (torch.stack(images)[order], torch.stack(captions)[order], lengths[order],
+            torch.as_tensor(class_ids, dtype=torch.long)[order],
+            [keys[i] for i in order.tolist()])
+
+
+# ------------------------------------------------------------------------------ layout
+
+def _images_dir(root: Path) -> Path:
+    return root / "CUB_200_2011" / "images"
+
+
+def check_layout(root: str | os.PathLike[str], splits: Sequence[str] = SPLITS) -> Path:
+    """Check that ``root`` holds the CUB + AttnGAN layout; returns ``root`` as a Path.
+
+    Raises ``FileNotFoundError`` listing every missing piece and where it comes from.
+    """
+    root = Path(root)
+    cub = "CUB_200_2011.tgz (data_scripts/download_cub.py), extracted into this folder"
+    meta = "the AttnGAN birds metadata zip (data_scripts/download_cub.py)"
+    needed = {
+        root / "CUB_200_2011" / "images.txt": cub,
+        root / "CUB_200_2011" / "bounding_boxes.txt": cub,
+        _images_dir(root): cub,
+        root / "text": meta,
+    }
+    for split in splits:
+        needed[root / split / "filenames.pickle"] = meta
+    missing = [f"  {p}  <- {src}" for p, src in needed.items() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{root} is not a complete CUB + AttnGAN tree; missing:\n"
+                                + "\n".join(missing))
+    return root
+
+
+def read_bboxes(root: str | os.PathLike[str]) -> dict[str, tuple[float, float, float, float]]:
+    """``{key: (x, y, w, h)}`` joined from ``images.txt`` and ``bounding_boxes.txt`` by image id.
+
+    Images on disk that ``images.txt`` does not list (CUB's stray ``*_rgb.jpg``) are ignored.
+    """
+    cub = Path(root) / "CUB_200_2011"
+    paths = {}
+    for line in (cub / "images.txt").read_text().split("\n"):
+        if line.strip():
+            image_id, rel = line.split()
+            paths[image_id] = rel[:-4] if rel.endswith(".jpg") else rel
+    boxes = {}
+    for line in (cub / "bounding_boxes.txt").read_text().split("\n"):
+        if line.strip():
+            image_id, *xywh = line.split()
+            if image_id not in paths:
+                raise ValueError(f"bounding_boxes.txt names image id {image_id}, "
+                                 "which images.txt does not list")
+            x, y, w, h = map(float, xywh)
+            boxes[paths[image_id]] = (x, y, w, h)
+    return boxes
+
+
+def read_split(root: str | os.PathLike[str], split: str) -> tuple[list[str], list[int]]:
+    """Keys and class ids of ``split`` (``filenames.pickle``, ``class_info.pickle``).
+
+    Without ``class_info.pickle`` the class id is the number of the class folder
+    (``"002.Laysan_Albatross/..."`` -> 2), which is what AttnGAN's file holds for CUB.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    folder = Path(root) / split
+    keys = [str(k) for k in safe_load_pickle(folder / "filenames.pickle")]
+    info = folder / "class_info.pickle"
+    if info.is_file():
+        class_ids = [int(c) for c in safe_load_pickle(info)]
+        if len(class_ids) != len(keys):
+            raise ValueError(f"{info}: {len(class_ids)} class ids for {len(keys)} keys")
+    else:
+        class_ids = [int(k.split(".", 1)[0]) for k in keys]
+    return keys, class_ids
+
+
+def load_captions(root: str | os.PathLike[str], captions_per_image: int = CAPTIONS_PER_IMAGE,
+                  write: bool = True) -> CaptionsPickle:
+    """Token ids of every caption of both splits, and the vocabulary.
+
+    Reads ``<root>/captions.pickle`` when present (a released one must be used as is: its
+    ids are what a pretrained text encoder expects). Otherwise tokenizes ``text/``, builds
+    the vocabulary from train + test captions (AttnGAN's rule) and, if ``write``, saves
+    ``captions.pickle`` atomically. Checks that every split has ``captions_per_image``
+    non-empty captions per key.
+    """
+    root = Path(root)
+    keys = {split: read_split(root, split)[0] for split in SPLITS}
+    path = root / "captions.pickle"
+    if path.is_file():
+        data = read_captions_pickle(path)
+    else:
+        tokens = {split: [tokenize(line)
+                          for key in keys[split]
+                          for line in read_caption_lines(root / "text" / f"{key}.txt",
+                                                         captions_per_image)]
+                  for split in SPLITS}
+        vocab = Vocabulary.build(tokens["train"] + tokens["test"])
+        data = CaptionsPickle(*(list(map(vocab.ids, tokens[s])) for s in SPLITS), vocab)
+        if write:
+            write_captions_pickle(path, data.train, data.test, vocab)
+    for split, caps in (("train", data.train), ("test", data.test)):
+        if len(caps) != captions_per_image * len(keys[split]):
+            raise ValueError(f"{path}: {len(caps)} {split} captions for {len(keys[split])} "
+                             f"images x {captions_per_image}; the pickle does not match the split")
+        empty = [keys[split][i // captions_per_image] for i, c in enumerate(caps) if not c]
+        if empty:
+            raise ValueError(f"{path}: empty {split} captions for {sorted(set(empty))[:5]}")
+    return data
+
+
+# ----------------------------------------------------------------------------- datasets
+
+class CaptionedImages(Dataset):
+    """Shared item logic of the JPEG reader and the tensor cache (same draws, same output).
+
+    Subclasses set the attributes below and implement :meth:`uint8_image`.
+    Item ``i``: ``(image (3, s, s) float in [-1, 1], caption (words_num,) int64, length,
+    class_id, key)``.
+
+    Randomness: with ``seed=None`` the global torch RNG is used (each DataLoader worker is
+    seeded by PyTorch). With an integer ``seed``, item ``i`` draws from a generator seeded
+    by ``(seed, epoch, i)``: reproducible whatever the worker/batch layout; call
+    :meth:`set_epoch` to get fresh draws each epoch.
+    """
+
+    keys: list[str]
+    class_ids: list[int]
+    captions: list[list[int]]  # flat: caption j of image i at i * captions_per_image + j
+    captions_per_image: int
+    vocab: Vocabulary
+    image_size: int
+    train: bool
+    words_num: int
+    seed: int | None
+    epoch: int
+
+    def uint8_image(self, index: int) -> Tensor:
+        """The bbox-cropped image resized to the cache size: uint8 ``(3, S, S)``."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the draws of ``epoch`` (only matters with an integer ``seed``)."""
+        self.epoch = int(epoch)
+
+    def generator_for(self, index: int) -> torch.Generator | None:
+        """The generator item ``index`` draws from (``None``: torch's global RNG)."""
+        if self.seed is None:
+            return None
+        digest = hashlib.blake2b(f"{self.seed}/{self.epoch}/{index}".encode(), digest_size=8)
+        return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
+
+    def captions_of(self, index: int) -> list[list[int]]:
+        """All ``captions_per_image`` captions of image ``index`` as token-id lists."""
+        start = index * self.captions_per_image
+        return self.captions[start:start + self.captions_per_image]
+
+    def caption_texts_of(self, index: int) -> list[str]:
+        """All captions of image ``index`` as (tokenized, lower-case) text."""
+        return [self.vocab.decode(c) for c in self.captions_of(index)]
+
+    def sample_caption(self, index: int, generator: torch.Generator | None) -> tuple[Tensor, int]:
+        """One of the image's captions at random, fitted to ``words_num``: ``((T,), length)``."""
+        j = int(torch.randint(self.captions_per_image, (1,), generator=generator))
+        return fit_caption(self.captions_of(index)[j], self.words_num, generator)
+
+    def transform_image(self, index: int, generator: torch.Generator | None) -> Tensor:
+        """Crop + flip (train) or centre crop (test): float ``(3, s, s)`` in [-1, 1]."""
+        image = self.uint8_image(index)[None]                                      # (1, 3, S, S)
+        if self.train:
+            return random_crop_flip(image, self.image_size, generator=generator)[0]  # (3, s, s)
+        return center_crop(image, self.image_size)[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int, int, str]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        index = index % len(self)
+        g = self.generator_for(index)
+        caption, length = self.sample_caption(index, g)  # caption first: fixed draw order
+        image = self.transform_image(index, g)
+        return image, caption, length, self.class_ids[index], self.keys[index]
+
+
+class CUBDataset(CaptionedImages):
+    """CUB (or ToyBirds) read from JPEGs: ``(image, caption, length, class_id, key)`` items.
+
+    Args:
+        root: folder with the layout in this module's docstring (checked).
+        split: ``"train"`` or ``"test"``.
+        image_size: output side ``s`` (images are resized to ``int(s * 76 / 64)`` first).
+        train: random crop + flip if True, centre crop if False (default: ``split == "train"``).
+        words_num: caption length after padding / subsetting (18 in AttnGAN).
+        seed: ``None`` (global RNG) or an integer (see :class:`CaptionedImages`).
+        captions_per_image: 10 for CUB.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", image_size: int = 64,
+                 train: bool | None = None, words_num: int = WORDS_NUM, seed: int | None = None,
+                 captions_per_image: int = CAPTIONS_PER_IMAGE):
+        if words_num < 1:
+            raise ValueError(f"words_num must be positive, got {words_num}")
+        self.root = check_layout(root)
+        self.split = split
+        self.keys, self.class_ids = read_split(self.root, split)
+        data = load_captions(self.root, captions_per_image)
+        self.captions = data.train if split == "train" else data.test
+        self.vocab = data.vocab
+        boxes = read_bboxes(self.root)
+        missing = [k for k in self.keys if k not in boxes]
+        if missing:
+            raise ValueError(f"images.txt / bounding_boxes.txt lack {len(missing)} keys of the "
+                             f"{split} split, e.g. {missing[:3]}")
+        self.bboxes = [boxes[k] for k in self.keys]
+        self.captions_per_image = captions_per_image
+        self.image_size = image_size
+        self.cache_size = cache_size_for(image_size)
+        self.train = split == "train" if train is None else train
+        self.words_num = words_num
+        self.seed = seed
+        self.epoch = 0
+
+    def image_path(self, index: int) -> Path:
+        """Path of the JPEG of image ``index``."""
+        return _images_dir(self.root) / f"{self.keys[index]}.jpg"
+
+    def uint8_image(self, index: int) -> Tensor:
+        """Decode, bbox-crop, square and resize: uint8 ``(3, S, S)`` with ``S = cache_size``."""
+        return load_cropped_image(self.image_path(index), self.bboxes[index], self.cache_size)

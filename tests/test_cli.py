@@ -1,0 +1,62 @@
+"""``python -m t2ilib``: argument errors are one line, train + sample work end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from t2ilib.cli import main
+from t2ilib.data.toybirds import write_toybirds
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "ssagan", "--resolution", "48"], "invalid choice: 48"),
+    (["train", "ssagan", "--epochs", "0"], "must be a positive integer"),
+    (["train", "ssagan", "--dataset", "flowers"], "invalid choice: 'flowers'"),
+    (["sample", "--caption", "a red bird"], "--checkpoint"),
+    (["evaluate"], "invalid choice: 'evaluate'"),
+])
+def test_bad_arguments_give_a_one_line_error(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "error:" in last and expected in last
+
+
+def test_a_missing_checkpoint_is_an_error_not_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "t2ilib", "sample", "--checkpoint",
+                           str(tmp_path / "nope.pt"), "--caption", "a red bird"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    expected = f"t2ilib: error: no such file: {tmp_path / 'nope.pt'}"
+    assert proc.stderr.strip().splitlines() == [expected]
+
+
+def test_train_then_sample_end_to_end(tmp_path, capsys):
+    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
+    run = tmp_path / "run"
+    common = ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
+              "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
+              "--epochs", "1", "--max-steps-per-epoch", "1", "--damsm-epochs", "1",
+              "--device", "cpu"]
+    assert main(common) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["status"] == "done" and first["step"] == 1
+    assert (run / "checkpoint.pt").is_file() and (run / "damsm.pt").is_file()
+    assert main(common) == 0  # second time: loaded, not trained
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["status"] == "already trained (loaded)"
+
+    out = tmp_path / "grid.png"
+    assert main(["sample", "--checkpoint", str(run / "checkpoint.pt"), "--caption",
+                 "this bird is red", "--caption", "a blue bird", "-n", "3", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    width, height = Image.open(out).size
+    assert (width, height) == (3 * 34 + 2, 2 * 34 + 2)  # 3 x 2 cells of 32 px, 2 px gaps

@@ -1,0 +1,207 @@
+"""SSA-GAN training loop: exact resume, interruption, mismatch errors, load-or-train, steps.
+
+Tiny models (ngf = ndf = 4, 32-d text) at 32 px on a 16-image ToyBirds set, on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2ilib.data.cache import CachedCUBDataset
+from t2ilib.data.toybirds import write_toybirds
+from t2ilib.models.image_encoder import SmallCNNConfig, SmallCNNEncoder
+from t2ilib.models.ssagan import SSAGANConfig
+from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+from t2ilib.text.vocab import Vocabulary
+from t2ilib.train.checkpoint import CheckpointMismatch
+from t2ilib.train.ssagan import (
+    LOSS_NAMES,
+    SSAGANTrainConfig,
+    SSAGANTrainer,
+    TrainData,
+    encode_captions,
+    generate,
+    load_generator,
+    load_or_train_ssagan,
+)
+
+MODEL = SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=32)
+CONFIG = SSAGANTrainConfig(epochs=2, batch_size=4, log_every=2, max_steps_per_epoch=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> TrainData:
+    root = write_toybirds(tmp_path_factory.mktemp("toy") / "toybirds", n_train=16, n_test=4,
+                          size=32, seed=1)
+    return TrainData.from_dataset(CachedCUBDataset(root, "train", image_size=32, uint8=True),
+                                  "toybirds32")
+
+
+def make_trainer(data: TrainData, run_dir: Path | None, config: SSAGANTrainConfig = CONFIG,
+                 model: SSAGANConfig = MODEL) -> SSAGANTrainer:
+    torch.manual_seed(0)  # the encoders stand in for a pretrained DAMSM: same weights each time
+    te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=16, hidden_dim=32))
+    ie = SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4))
+    return SSAGANTrainer(config, model, te, ie, data, device="cpu", run_dir=run_dir)
+
+
+def state(trainer: SSAGANTrainer) -> dict[str, torch.Tensor]:
+    out = {}
+    for name in ("G", "D", "text_encoder", "image_encoder", "G_ema"):
+        module = getattr(trainer, name, None)
+        if module is not None:
+            out.update({f"{name}.{k}": v.clone() for k, v in module.state_dict().items()})
+    for name in ("opt_g", "opt_d", "opt_enc"):
+        opt = getattr(trainer, name)
+        if opt is not None:
+            for i, s in opt.state_dict()["state"].items():
+                out.update({f"{name}.{i}.{k}": torch.as_tensor(v).clone() for k, v in s.items()})
+    return out
+
+
+@pytest.mark.parametrize("config,split", [
+    (CONFIG, 3),
+    (replace(CONFIG, epochs=1, finetune_text_encoder=True, ema_decay=0.9, gp_mode="joint"), 1),
+], ids=["official", "finetune-ema-joint"])
+def test_resume_is_exact_bit_for_bit(data, tmp_path, config, split):
+    """N steps in one run == ``split`` steps, checkpoint, a new trainer, the rest.
+
+    The split falls inside an epoch (2 steps per epoch), so the batch order, the captions,
+    crops, noise and the dropout RNG (fine-tuning trains the text encoder with dropout)
+    must all continue exactly.
+    """
+    full = make_trainer(data, tmp_path / "full", config)
+    initial = state(full)
+    full.fit()
+    n = 2 * config.epochs
+    assert full.step == n and full.epoch == config.epochs
+
+    first = make_trainer(data, tmp_path / "split", config)
+    result = first.fit(stop_after=split)
+    assert result.interrupted and result.step == split and result.epoch == split // 2
+    torch.manual_seed(12345)  # a fresh process has another RNG state: resume must restore it
+    second = make_trainer(data, tmp_path / "split", config)
+    second.load()
+    assert (second.step, second.epoch, second.step_in_epoch) == (split, split // 2, split % 2)
+    second.fit()
+
+    a, b = state(full), state(second)
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, f"resumed run differs in {differing[:5]}"
+    # the run really trained: G moved away from its initial weights
+    assert any(not torch.equal(initial[k], a[k]) for k in initial if k.startswith("G."))
+    # the loss log has no duplicate rows after the resume
+    steps = second.result(True).log["step"]
+    assert steps == sorted(set(steps)) and steps[-1] == n
+
+
+def test_signal_saves_a_checkpoint_and_stops(data, tmp_path):
+    trainer = make_trainer(data, tmp_path, replace(CONFIG, epochs=50))
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        result = trainer.fit()
+    finally:
+        timer.cancel()
+    assert result.interrupted and 0 < result.step < 100
+    reloaded = make_trainer(data, tmp_path, replace(CONFIG, epochs=50))
+    reloaded.load()
+    assert reloaded.step == result.step
+    assert torch.equal(reloaded.G.fc.weight, trainer.G.fc.weight)
+
+
+def test_checkpoint_of_another_config_or_vocabulary_is_refused(data, tmp_path):
+    trainer = make_trainer(data, tmp_path)
+    trainer.fit(stop_after=1)
+    other = make_trainer(data, tmp_path, replace(CONFIG, lr_g=2e-4))
+    with pytest.raises(CheckpointMismatch, match=r"train.lr_g: checkpoint has 0.0001"):
+        other.load()
+    with pytest.raises(CheckpointMismatch, match="ngf"):
+        make_trainer(data, tmp_path, model=replace(MODEL, ngf=8)).load()
+    # the same words in another order: same size, other ids
+    words = data.vocab.words
+    shuffled = Vocabulary.from_words([words[0], *reversed(words[1:])])
+    with pytest.raises(CheckpointMismatch, match="vocabulary"):
+        make_trainer(replace(data, vocab=shuffled), tmp_path).load()
+    # run-only settings may change: more epochs, another log interval
+    make_trainer(data, tmp_path, replace(CONFIG, epochs=9, log_every=5)).load()
+
+
+def test_load_or_train_skips_a_finished_run_and_retrain_restarts(data, tmp_path):
+    config = replace(CONFIG, max_steps_per_epoch=1)  # 2 epochs of 1 step
+    first = make_trainer(data, tmp_path, config)
+    done = load_or_train_ssagan(first)
+    assert done.trained and done.epoch == 2 and len(done.sample_files) == 2
+    again = make_trainer(data, tmp_path, config)
+    skipped = load_or_train_ssagan(again)
+    assert not skipped.trained and skipped.step == 2
+    assert torch.equal(again.G.fc.weight, first.G.fc.weight)  # the trained weights, loaded
+    retrained = load_or_train_ssagan(make_trainer(data, tmp_path, config), retrain=True)
+    assert retrained.trained and retrained.log["step"] == [1.0, 2.0]
+
+
+def test_one_step_updates_every_trained_model_and_only_those(data):
+    config = replace(CONFIG, finetune_text_encoder=False)
+    trainer = make_trainer(data, None, config)
+    before = state(trainer)
+    losses = trainer.train_step(trainer.batch(0, 0))
+    assert losses.shape == (len(LOSS_NAMES),) and torch.isfinite(losses).all()
+    after = state(trainer)
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert {"G", "D"} <= changed
+    assert "text_encoder" not in changed and "image_encoder" not in changed  # frozen DAMSM
+    assert losses[LOSS_NAMES.index("enc_damsm")] == 0
+    # the logged D loss is real + (fake + mismatch) / 2
+    d, real, fake, mis = (losses[LOSS_NAMES.index(k)].item()
+                          for k in ("d_loss", "d_real", "d_fake", "d_mismatch"))
+    assert d == pytest.approx(real + (fake + mis) / 2, rel=1e-5)
+
+
+def test_finetuning_moves_the_text_encoder(data):
+    trainer = make_trainer(data, None, replace(CONFIG, finetune_text_encoder=True))
+    before = trainer.text_encoder.embed.weight.clone()
+    trainer.train_step(trainer.batch(0, 0))
+    assert not torch.equal(before, trainer.text_encoder.embed.weight)
+    assert trainer.config.g_damsm_weight == 0.1
+
+
+def test_batches_are_deterministic_and_epochs_differ(data):
+    trainer = make_trainer(data, None)
+    a, b, c = trainer.batch(0, 1), trainer.batch(0, 1), trainer.batch(1, 1)
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    assert not torch.equal(a["images"], c["images"])
+    assert a["images"].shape == (4, 3, 32, 32) and a["images"].min() >= -1
+
+
+def test_saved_generator_reproduces_the_trainers_samples(data, tmp_path):
+    trainer = make_trainer(data, tmp_path)
+    trainer.fit(stop_after=2)
+    g, te, vocab, _ = load_generator(tmp_path / "checkpoint.pt")
+    captions = trainer.sample_captions[:3]
+    z = torch.randn(3, MODEL.nz, generator=torch.Generator().manual_seed(0))
+    ours, masks = generate(g, te, vocab, captions, z)
+    theirs, _ = trainer.sample(captions, z)
+    assert ours.shape == (3, 3, 32, 32) and torch.equal(ours, theirs)
+    assert [m.shape[-1] for m in masks] == [4, 8, 16, 32]
+
+
+def test_bad_settings_are_refused(data):
+    with pytest.raises(ValueError, match="gp_mode"):
+        SSAGANTrainConfig(gp_mode="both")
+    with pytest.raises(ValueError, match="batch_size"):
+        SSAGANTrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="resolution"):
+        make_trainer(data, None, model=replace(MODEL, resolution=64))
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        make_trainer(data, None, replace(CONFIG, batch_size=32))
+    ids, lengths = encode_captions(data.vocab, ["a red bird"])
+    assert ids.shape == (1, 18) and lengths.tolist() == [3]
