@@ -98,3 +98,14 @@ def test_sigterm_sets_the_stop_flag_instead_of_killing():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop and stop.signal == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    from t2ilib.io import save_torch
+
+    umask = os.umask(0o022)
+    try:
+        path = save_torch({"x": 1}, tmp_path / "f.pt")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
