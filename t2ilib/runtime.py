@@ -29,8 +29,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "data_root", "checkpoint_root", "repo_root", "is_smoke",
-           "progress"]
+__all__ = ["seed_everything", "pick_device", "data_root", "checkpoint_root", "repo_root",
+           "is_smoke", "progress"]
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ def data_root() -> Path:
 
 
 def checkpoint_root() -> Path:
-    """Folder for trained models (DAMSM encoders, GANs, the ToyBirds oracle): ``data_root()/checkpoints``."""
+    """Folder for trained models (DAMSM encoders, the oracle): ``data_root()/checkpoints``."""
     return data_root() / "checkpoints"
 
 

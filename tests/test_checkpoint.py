@@ -34,7 +34,9 @@ def draws():
 
 
 def test_rng_round_trip_reproduces_every_generator():
-    random.seed(1); np.random.seed(2); torch.manual_seed(3)
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
     np.random.randn()  # leaves a cached gaussian in numpy's legacy state
     state = capture_rng_state()
     first = draws()

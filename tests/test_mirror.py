@@ -1,4 +1,4 @@
-"""The mirror check: every marked notebook cell equals its t2ilib copy (see t2ilib.course.mirror)."""
+"""The mirror check: every marked notebook cell equals its t2ilib copy (t2ilib.course.mirror)."""
 
 from __future__ import annotations
 

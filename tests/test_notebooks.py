@@ -41,7 +41,8 @@ def test_notebook_is_committed_clean(path: Path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert parameters_cell(path) is not None, f"{path.name}: no code cell tagged 'parameters'"
     assert nb["metadata"].get("kernelspec", {}).get("name") == KERNEL_NAME
-    assert "papermill" not in nb["metadata"], f"{path.name}: commit an nbclient run, not papermill's"
+    assert "papermill" not in nb["metadata"], (
+        f"{path.name}: commit an nbclient run, not papermill's")
     counts = [c.get("execution_count") for c in nb["cells"]
               if c["cell_type"] == "code" and "".join(c["source"]).strip()]
     assert counts == list(range(1, len(counts) + 1)), (

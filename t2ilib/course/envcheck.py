@@ -54,7 +54,8 @@ def environment_report() -> list[Check]:
         requirements = _requirements()
     except metadata.PackageNotFoundError:
         requirements = []
-        checks.append(Check("FAIL", "t2ilib", "not installed: run `make install` (pip install -e .[dev])"))
+        checks.append(Check("FAIL", "t2ilib",
+                            "not installed: run `make install` (pip install -e .[dev])"))
     for name, spec, extra in requirements:
         label = name + (" [dev]" if extra else "")
         try:
@@ -73,8 +74,9 @@ def environment_report() -> list[Check]:
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
         name = torch.cuda.get_device_name()
+        bf16 = "yes" if torch.cuda.is_bf16_supported() else "no"
         checks.append(Check("OK", "cuda", f"{name}: {free / 2**30:.1f} of {total / 2**30:.1f} GiB "
-                                          f"free, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}"))
+                                          f"free, bf16 {bf16}"))
     else:
         checks.append(Check("OK", "cuda", "no GPU: the notebooks' defaults run on the CPU "
                                           f"({torch.get_num_threads()} threads)"))
@@ -91,7 +93,8 @@ def environment_report() -> list[Check]:
         spec = KernelSpecManager().get_kernel_spec("python3")
         same = spec.argv[0] in (sys.executable, "python", "python3")
         checks.append(Check("OK" if same else "WARN", "kernel python3",
-                            spec.argv[0] + ("" if same else " (not this Python: run `make install`)")))
+                            spec.argv[0] + ("" if same else
+                                            " (not this Python: run `make install`)")))
     except Exception as err:  # noqa: BLE001
         checks.append(Check("WARN", "kernel python3", f"not found ({err.__class__.__name__})"))
     return checks

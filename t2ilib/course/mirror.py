@@ -117,7 +117,8 @@ def check_notebook(notebook: str | Path, repo: str | Path) -> list[Mismatch]:
     problems: list[Mismatch] = []
     parsed: dict[str, dict[str, ast.stmt] | None] = {}
     for index, module, source in marked_cells(notebook):
-        def fail(message: str, symbol: str | None = None, diff: str = "") -> None:
+        def fail(message: str, symbol: str | None = None, diff: str = "",
+                 index: int = index, module: str = module) -> None:
             problems.append(Mismatch(notebook, index, module, symbol, message, diff))
 
         if module not in parsed:

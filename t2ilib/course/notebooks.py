@@ -94,7 +94,8 @@ def run_series(notebooks: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     return done
 
 
-def extract_figures(notebook: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
+def extract_figures(notebook: str | os.PathLike[str],
+                    out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write every PNG output of an executed notebook to ``out_dir``; return the paths."""
     import base64
 

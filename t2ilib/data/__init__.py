@@ -1,1 +1,1 @@
-"""Datasets: ToyBirds (procedural birds), the CUB + AttnGAN-format reader, tensor caches, downloads."""
+"""Datasets: ToyBirds, the CUB + AttnGAN-format reader, tensor caches, downloads."""

@@ -11,7 +11,8 @@ freeze it, and use it as the judge:
   (:func:`alignment`);
 * **toy FID**: the Fréchet distance between real and generated images in the oracle's
   feature space (:func:`frechet_distance`),
-  $d^2 = \lVert\mu_r-\mu_g\rVert^2 + \operatorname{tr}\big(\Sigma_r+\Sigma_g-2(\Sigma_r\Sigma_g)^{1/2}\big)$;
+  $d^2 = \lVert\mu_r-\mu_g\rVert^2
+  + \operatorname{tr}\big(\Sigma_r+\Sigma_g-2(\Sigma_r\Sigma_g)^{1/2}\big)$;
 * **mask IoU**: the oracle's segmentation of a generated image compared with the mask SSA-GAN
   predicted for it (:func:`mask_iou`).
 
@@ -62,12 +63,12 @@ JUDGE_THRESHOLD = 0.95
 class OracleConfig:
     """Sizes of :class:`ToyOracle`."""
 
-    widths: tuple[int, int, int, int] = (32, 48, 96, 160)  # stem, then three stride-2 stages
+    widths: tuple[int, int, int, int] = (24, 48, 96, 128)  # stem, then three stride-2 stages
     groups: int = 8  # GroupNorm groups
 
 
 class ResBlock(nn.Module):
-    """``(B, c_in, H, W) -> (B, c_out, H/s, W/s)``: two 3x3 convs (GroupNorm, SiLU) + a 1x1 shortcut."""
+    """``(B, c_in, H, W) -> (B, c_out, H/s, W/s)``: two 3x3 convs (GroupNorm, SiLU) + shortcut."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, groups: int):
         super().__init__()
@@ -94,9 +95,11 @@ class OracleOutput:
 class ToyOracle(nn.Module):
     """Attribute classifier + bird segmenter for ToyBirds.
 
-    ``(B, 3, S, S)`` in ``[-1, 1]`` (S a multiple of 8) -> :class:`OracleOutput`. One linear
-    head per attribute of :data:`t2ilib.data.toybirds.ATTRIBUTES`; a U-Net-style decoder
-    for the mask.
+    ``(B, 3, S, S)`` in ``[-1, 1]`` (S a multiple of 16) -> :class:`OracleOutput`. A
+    stride-2 stem and three residual stages (S/2 ... S/16); one linear head per attribute of
+    :data:`t2ilib.data.toybirds.ATTRIBUTES` on pooled S/8 and S/16 features; a U-Net-style
+    decoder back to S/2, then one 3x3 conv at full resolution that also sees the image, so
+    mask edges are drawn at pixel precision.
     """
 
     def __init__(self, config: OracleConfig = OracleConfig()):
@@ -104,40 +107,42 @@ class ToyOracle(nn.Module):
         self.config = config
         w0, w1, w2, w3 = config.widths
         g = config.groups
-        self.stem = nn.Sequential(nn.Conv2d(3, w0, 3, 1, 1, bias=False), nn.GroupNorm(g, w0),
-                                  nn.SiLU())
-        self.down1 = ResBlock(w0, w1, 2, g)  # S/2
-        self.down2 = ResBlock(w1, w2, 2, g)  # S/4
-        self.down3 = ResBlock(w2, w3, 2, g)  # S/8
+        self.stem = nn.Sequential(nn.Conv2d(3, w0, 3, 2, 1, bias=False), nn.GroupNorm(g, w0),
+                                  nn.SiLU())  # S/2
+        self.down1 = ResBlock(w0, w1, 2, g)  # S/4
+        self.down2 = ResBlock(w1, w2, 2, g)  # S/8
+        self.down3 = ResBlock(w2, w3, 2, g)  # S/16
         self.heads = nn.ModuleDict({name: nn.Linear(w2 + w3, len(values))
                                     for name, values in ATTRIBUTES.items()})
-        self.up3 = ResBlock(w3 + w2, w2, 1, g)  # S/4
-        self.up2 = ResBlock(w2 + w1, w1, 1, g)  # S/2
-        self.up1 = ResBlock(w1 + w0, w0, 1, g)  # S
-        self.to_mask = nn.Conv2d(w0, 1, 1)
+        self.up3 = ResBlock(w3 + w2, w2, 1, g)  # S/8
+        self.up2 = ResBlock(w2 + w1, w1, 1, g)  # S/4
+        self.up1 = ResBlock(w1 + w0, w0, 1, g)  # S/2
+        self.to_mask = nn.Sequential(nn.Conv2d(w0 + 3, w0, 3, 1, 1), nn.SiLU(),
+                                     nn.Conv2d(w0, 1, 1))  # S
 
     @property
     def feature_dim(self) -> int:
         return self.config.widths[2] + self.config.widths[3]
 
     def forward(self, images: Tensor) -> OracleOutput:
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[-1] % 8:
-            raise ValueError(f"images must be (B, 3, S, S) with S a multiple of 8, got "
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[-1] % 16:
+            raise ValueError(f"images must be (B, 3, S, S) with S a multiple of 16, got "
                              f"{tuple(images.shape)}")
-        s0 = self.stem(images)  # (B, w0, S, S)
-        s1 = self.down1(s0)  # (B, w1, S/2, S/2)
-        s2 = self.down2(s1)  # (B, w2, S/4, S/4)
-        s3 = self.down3(s2)  # (B, w3, S/8, S/8)
+        s0 = self.stem(images)  # (B, w0, S/2, S/2)
+        s1 = self.down1(s0)  # (B, w1, S/4, S/4)
+        s2 = self.down2(s1)  # (B, w2, S/8, S/8)
+        s3 = self.down3(s2)  # (B, w3, S/16, S/16)
         features = torch.cat([s2.mean((2, 3)), s3.mean((2, 3))], dim=1)  # (B, w2 + w3)
         logits = {name: head(features) for name, head in self.heads.items()}
 
         def up(x: Tensor, skip: Tensor) -> Tensor:
             return torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], 1)
 
-        d = self.up3(up(s3, s2))  # (B, w2, S/4, S/4)
-        d = self.up2(up(d, s1))  # (B, w1, S/2, S/2)
-        d = self.up1(up(d, s0))  # (B, w0, S, S)
-        return OracleOutput(logits, features, self.to_mask(d))
+        d = self.up3(up(s3, s2))  # (B, w2, S/8, S/8)
+        d = self.up2(up(d, s1))  # (B, w1, S/4, S/4)
+        d = self.up1(up(d, s0))  # (B, w0, S/2, S/2)
+        d = F.interpolate(d, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return OracleOutput(logits, features, self.to_mask(torch.cat([d, images], 1)))
 
 
 # -------------------------------------------------------------------------------- data
@@ -191,7 +196,7 @@ class OracleTrainConfig:
     """How the oracle is trained (on real train images only)."""
 
     steps: int = 1500
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
     mask_weight: float = 1.0  # weight of the segmentation loss beside the attribute losses
@@ -245,7 +250,8 @@ def train_oracle(train: ToyBirdsArrays, config: OracleTrainConfig = OracleTrainC
         images, masks, y = images.to(device), masks.to(device), y.to(device)
         out = model(images)
         loss = sum(F.cross_entropy(out.logits[name], y[:, a]) for a, name in enumerate(ATTRIBUTES))
-        loss = loss + config.mask_weight * F.binary_cross_entropy_with_logits(out.mask_logits, masks)
+        mask_loss = F.binary_cross_entropy_with_logits(out.mask_logits, masks)
+        loss = loss + config.mask_weight * mask_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -273,7 +279,7 @@ def _run(oracle: ToyOracle, images: Tensor, batch_size: int = 256) -> list[Oracl
 
 
 def predict_attributes(oracle: ToyOracle, images: Tensor) -> dict[str, Tensor]:
-    """attribute -> predicted value index ``(N,)`` for uint8 or ``[-1, 1]`` images ``(N, 3, S, S)``."""
+    """attribute -> predicted value index ``(N,)`` for uint8 or [-1, 1] images ``(N, 3, S, S)``."""
     outs = _run(oracle, images)
     return {name: torch.cat([o.logits[name].argmax(1) for o in outs]) for name in ATTRIBUTES}
 
@@ -419,7 +425,7 @@ def save_oracle(path: str | os.PathLike[str], oracle: ToyOracle, report: OracleR
 
 def load_oracle(path: str | os.PathLike[str], device: str | torch.device = "cpu"
                 ) -> tuple[ToyOracle, OracleReport, str]:
-    """Read an oracle written by :func:`save_oracle`: ``(oracle in eval mode, report, fingerprint)``."""
+    """Read an oracle written by :func:`save_oracle`: ``(oracle, report, fingerprint)``."""
     payload = load_torch(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a ToyBirds oracle checkpoint ({FORMAT})")

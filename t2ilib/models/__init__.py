@@ -1,1 +1,1 @@
-"""Networks: image encoders, conditioning blocks, SSACN, the SSA-GAN generator/discriminator, SISGAN."""
+"""Networks: image encoders, conditioning blocks, SSACN, SSA-GAN's generator and discriminator."""

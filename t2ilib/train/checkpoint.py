@@ -82,7 +82,8 @@ def check_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], *,
     skip = set(ignore)
     keys = (set(saved) | set(current)) - skip
     diffs = [f"{k}: checkpoint has {saved.get(k, '<missing>')!r}, this run has "
-             f"{current.get(k, '<missing>')!r}" for k in sorted(keys) if saved.get(k) != current.get(k)]
+             f"{current.get(k, '<missing>')!r}"
+             for k in sorted(keys) if saved.get(k) != current.get(k)]
     if diffs:
         raise CheckpointMismatch(f"the checkpoint was made with another {what}:\n  "
                                  + "\n  ".join(diffs)
