@@ -38,8 +38,8 @@ from t2ilib.data.download import (
     RESOURCES,
     DownloadError,
     Resource,
+    explain_failure,
     fetch,
-    manual_instructions,
 )
 from t2ilib.runtime import data_root
 
@@ -111,15 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         download_cub(args.root, mirror=args.mirror, segmentations=args.segmentations,
                      timeout=args.timeout, retries=args.retries)
     except DownloadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        needed = files_needed(args.root, args.segmentations)
-        others = [(res, folder / res.filename) for res, folder in needed
-                  if res != err.resource and not (folder / res.filename).exists()]
-        if others:
-            print("\nThe other files this script needs (fetch them too when there is no network):",
-                  file=sys.stderr)
-        for res, dest in others:
-            print(manual_instructions(res, dest, header=False), file=sys.stderr)
+        print(explain_failure(err, files_needed(args.root, args.segmentations)), file=sys.stderr)
         return 1
     except (UnsafeArchiveError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

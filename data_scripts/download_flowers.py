@@ -32,8 +32,8 @@ from t2ilib.data.download import (
     RESOURCES,
     DownloadError,
     Resource,
+    explain_failure,
     fetch,
-    manual_instructions,
 )
 from t2ilib.runtime import data_root
 
@@ -95,14 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         download_flowers(args.root, mirror=args.mirror, timeout=args.timeout,
                          retries=args.retries)
     except DownloadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        others = [(res, folder / res.filename) for res, folder in files_needed(args.root)
-                  if res != err.resource and not (folder / res.filename).exists()]
-        if others:
-            print("\nThe other files this script needs (fetch them too when there is no network):",
-                  file=sys.stderr)
-        for res, dest in others:
-            print(manual_instructions(res, dest, header=False), file=sys.stderr)
+        print(explain_failure(err, files_needed(args.root)), file=sys.stderr)
         return 1
     except (UnsafeArchiveError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

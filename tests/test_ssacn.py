@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from t2ilib.models.blocks import Affine
 from t2ilib.models.ssacn import MaskPredictor, SemanticSpatialAffine, SSACNBlock
 
+from .helpers import randomize_zero_params
+
 B, C, H, W, D = 3, 4, 5, 6, 8  # small sizes: batch, channels, height, width, condition dim
 
 
@@ -25,14 +27,6 @@ def mlp(seq: nn.Sequential, s: torch.Tensor) -> torch.Tensor:
     first, last = seq[0], seq[2]
     return torch.relu(s @ first.weight.T + first.bias) @ last.weight.T + last.bias
 
-
-def randomize_zero_params(module: nn.Module, seed: int = 0) -> None:
-    """Give every all-zero parameter (gates, zero-initialised last layers) random values."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if not p.any():
-                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
 
 
 @pytest.fixture

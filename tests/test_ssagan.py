@@ -16,6 +16,8 @@ from t2ilib.models.ssagan import (
 )
 from t2ilib.runtime import seed_everything
 
+from .helpers import randomize_zero_params
+
 # Channel multipliers per block, written out by hand from the reference (not from the module).
 G_MULTS = {256: [8, 8, 8, 8, 4, 2, 1], 128: [8, 8, 8, 4, 2, 1], 64: [8, 8, 4, 2, 1],
            32: [8, 4, 2, 1]}
@@ -71,14 +73,6 @@ def expected_discriminator_params(r: int, ndf: int, sd: int = 256) -> int:
         total += conv(c_in, c_out, 1) if c_in != c_out else 0
     return total + conv(16 * ndf + sd, 2 * ndf, 3, bias=False) + conv(2 * ndf, 1, 4, bias=False)
 
-
-def randomize_zero_params(module: nn.Module, seed: int = 0) -> None:
-    """Give every all-zero parameter (gates, zero-initialised last layers) random values."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if not p.any():
-                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
 
 
 def test_official_parameter_counts_at_256px():

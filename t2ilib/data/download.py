@@ -65,6 +65,7 @@ from t2ilib.runtime import progress
 __all__ = [
     "Resource", "Digests", "Fetched", "DownloadError", "ChecksumError", "RESOURCES",
     "GDRIVE_BASE", "file_digests", "verify_file", "fetch", "sidecar_path", "manual_instructions",
+    "explain_failure",
 ]
 
 #: Where ``gdrive:<id>`` sources are fetched from (tests point this at a local server).
@@ -603,3 +604,16 @@ def fetch(resource: Resource, folder: str | os.PathLike[str], *, mirror: str | N
     log(f"[download] {resource.filename}: downloaded and verified ({digests.size:,} bytes)")
     return Fetched(final, digests, reused=False)
 
+
+
+def explain_failure(err: DownloadError, needed: list[tuple[Resource, Path]]) -> str:
+    """The message a download script prints when ``err`` stopped it: the error, then how to
+    fetch by hand every other file of ``needed`` (``(resource, folder)`` pairs) still missing."""
+    lines = [f"error: {err}"]
+    others = [(res, folder / res.filename) for res, folder in needed
+              if res != err.resource and not (folder / res.filename).exists()]
+    if others:
+        lines.append("\nThe other files this script needs (fetch them too when there is no "
+                     "network):")
+    lines += [manual_instructions(res, dest, header=False) for res, dest in others]
+    return "\n".join(lines)
