@@ -38,10 +38,10 @@ from t2ilib.data.download import (
     RESOURCES,
     DownloadError,
     Resource,
+    add_download_arguments,
     explain_failure,
     fetch,
 )
-from t2ilib.runtime import data_root
 
 #: Paths (relative to ``<root>/birds``) the readers need; ``captions.pickle`` is rebuilt if absent.
 REQUIRED = ("CUB_200_2011/images", "CUB_200_2011/images.txt", "CUB_200_2011/bounding_boxes.txt",
@@ -97,15 +97,9 @@ def download_cub(root: str | os.PathLike[str], *, mirror: str | None = None,
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=data_root(),
-                        help="data folder (default: $T2I_DATA or <repo>/data)")
-    parser.add_argument("--mirror", default=os.environ.get("T2I_MIRROR") or None,
-                        help="fetch every file from MIRROR/<filename> (default: $T2I_MIRROR)")
+    add_download_arguments(parser)
     parser.add_argument("--segmentations", action="store_true",
                         help="also fetch CUB's 11,788 bird masks (39 MB)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="socket time-out, seconds")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="resumptions in a row without progress before giving up")
     args = parser.parse_args(argv)
     try:
         download_cub(args.root, mirror=args.mirror, segmentations=args.segmentations,

@@ -32,10 +32,10 @@ from t2ilib.data.download import (
     RESOURCES,
     DownloadError,
     Resource,
+    add_download_arguments,
     explain_failure,
     fetch,
 )
-from t2ilib.runtime import data_root
 
 
 def files_needed(root: str | os.PathLike[str],
@@ -83,13 +83,7 @@ def download_flowers(root: str | os.PathLike[str], *, mirror: str | None = None,
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=data_root(),
-                        help="data folder (default: $T2I_DATA or <repo>/data)")
-    parser.add_argument("--mirror", default=os.environ.get("T2I_MIRROR") or None,
-                        help="fetch every file from MIRROR/<filename> (default: $T2I_MIRROR)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="socket time-out, seconds")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="resumptions in a row without progress before giving up")
+    add_download_arguments(parser)
     args = parser.parse_args(argv)
     try:
         download_flowers(args.root, mirror=args.mirror, timeout=args.timeout,

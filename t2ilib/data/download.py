@@ -43,6 +43,7 @@ which checksum it must have.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import http.client
@@ -65,7 +66,7 @@ from t2ilib.runtime import progress
 __all__ = [
     "Resource", "Digests", "Fetched", "DownloadError", "ChecksumError", "RESOURCES",
     "GDRIVE_BASE", "file_digests", "verify_file", "fetch", "sidecar_path", "manual_instructions",
-    "explain_failure",
+    "explain_failure", "add_download_arguments",
 ]
 
 #: Where ``gdrive:<id>`` sources are fetched from (tests point this at a local server).
@@ -617,3 +618,16 @@ def explain_failure(err: DownloadError, needed: list[tuple[Resource, Path]]) -> 
                      "network):")
     lines += [manual_instructions(res, dest, header=False) for res, dest in others]
     return "\n".join(lines)
+
+
+def add_download_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every download script shares: --root, --mirror, --timeout, --retries."""
+    from t2ilib.runtime import data_root
+
+    parser.add_argument("--root", type=Path, default=data_root(),
+                        help="data folder (default: $T2I_DATA or <repo>/data)")
+    parser.add_argument("--mirror", default=os.environ.get("T2I_MIRROR") or None,
+                        help="fetch every file from MIRROR/<filename> (default: $T2I_MIRROR)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="socket time-out, seconds")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="resumptions in a row without progress before giving up")
