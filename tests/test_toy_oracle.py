@@ -121,3 +121,20 @@ def test_judged_attributes_follow_the_threshold():
     report = to.OracleReport({"body_color": 0.99, "beak_color": 0.90}, 0.95, 100)
     assert report.judged() == ("body_color",)
     assert "not judged" in str(report)
+
+
+def test_training_script_reports_and_exits_1_when_the_gates_are_missed(tiny_toybirds, tmp_path,
+                                                                        monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data_scripts" / "train_toy_oracle.py"
+    spec = importlib.util.spec_from_file_location("train_toy_oracle", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv("T2I_DATA", str(tmp_path))  # the checkpoint goes to tmp_path/checkpoints
+    status = script.main(["--data-dir", str(tiny_toybirds), "--steps", "2", "--batch-size", "4",
+                          "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert status == 1 and "MISSED" in out  # two steps cannot reach 98 %
+    assert "mask IoU" in out and list((tmp_path / "checkpoints").glob("toy_oracle_*.pt"))

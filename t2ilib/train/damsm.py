@@ -63,6 +63,7 @@ __all__ = [
     "load_damsm",
     "load_or_train_damsm",
     "default_checkpoint",
+    "load_or_train_toybirds_damsm",
 ]
 
 CHECKPOINT_FORMAT = "t2ilib.damsm.v1"
@@ -373,3 +374,43 @@ def load_or_train_damsm(
     text_encoder.eval()
     image_encoder.eval()
     return DAMSMRun(history, trained=True, path=path, fingerprint=fingerprint)
+
+
+def load_or_train_toybirds_damsm(
+    root: str | os.PathLike[str],
+    *,
+    image_size: int = 64,
+    epochs: int = 8,
+    batch_size: int = 16,
+    cnn_width: int = 32,
+    seed: int = 0,
+    path: str | os.PathLike[str] | None = None,
+    retrain: bool = False,
+    device: torch.device | str = "cpu",
+) -> tuple[TextEncoder, nn.Module, DAMSMRun]:
+    """Notebook 02's ToyBirds DAMSM with its default parameters: loaded from
+    :func:`default_checkpoint` when notebook 02 (or an earlier call) wrote it, else pretrained
+    exactly as that notebook does (about 4 minutes on one CPU core) and saved there.
+
+    Later notebooks (training, evaluation, SISGAN, the demo) call this so they share one pair of
+    encoders. Returns ``(text_encoder, image_encoder, run)``, both encoders in eval mode.
+    """
+    from torch.utils.data import DataLoader
+
+    from t2ilib.data.cache import CachedCUBDataset
+    from t2ilib.data.cub import collate_sorted
+    from t2ilib.runtime import seed_everything
+
+    root = Path(root)
+    train_set = CachedCUBDataset(root, "train", image_size=image_size)
+    seed_everything(seed)
+    text_encoder = TextEncoder(TextEncoderConfig(vocab_size=len(train_set.vocab), dropout=0.0))
+    image_encoder = SmallCNNEncoder(SmallCNNConfig(embed_dim=256, width=cnn_width))
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
+                        collate_fn=collate_sorted, generator=torch.Generator().manual_seed(seed))
+    extra = {"data": "toybirds", "n_train": len(train_set), "image_size": image_size,
+             "batch_size": batch_size, "seed": seed}
+    run = load_or_train_damsm(path or default_checkpoint("toybirds", image_size), text_encoder,
+                              image_encoder, loader, DAMSMTrainConfig(epochs=epochs, lr=2e-3),
+                              extra=extra, retrain=retrain, device=device)
+    return text_encoder, image_encoder, run
