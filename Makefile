@@ -4,6 +4,7 @@
 #   make lab        JupyterLab on the notebooks, with the course's kernel
 #   make lint       ruff on the library, the tests, the scripts and the notebooks
 #   make notebooks  re-execute the committed notebooks in place (clean outputs, counts 1..n)
+#   make student    the student version of the course (nbgrader) in student/notebooks/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 JOBS ?= 2
 PYTEST_NBVAL := --nbval-lax --nbval-kernel-name python3 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install test demo lab lint notebooks clean
+.PHONY: install test demo lab lint notebooks student clean
 
 install: $(STAMP)
 
@@ -43,6 +44,12 @@ lint: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -m t2ilib.course.notebooks execute $(NOTEBOOKS)
+
+# nbgrader's generator (config: nbgrader_config.py): solutions and hidden tests removed,
+# outputs cleared; it also records the assignment in classroom/gradebook.db for autograding
+student: $(STAMP)
+	$(VENV)/bin/nbgrader generate_assignment notebooks --force
+	@echo "student version in student/notebooks/ (README: For teachers)"
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

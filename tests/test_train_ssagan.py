@@ -173,6 +173,16 @@ def test_finetuning_moves_the_text_encoder(data):
     assert trainer.config.g_damsm_weight == 0.1
 
 
+@pytest.mark.parametrize("finetune", [False, True])
+def test_damsm_image_size_resizes_what_the_image_encoder_sees(data, finetune):
+    trainer = make_trainer(data, None, replace(CONFIG, damsm_image_size=64,
+                                               finetune_text_encoder=finetune))
+    seen = []
+    trainer.image_encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    trainer.train_step(trainer.batch(0, 0))
+    assert seen and all(tuple(s[-2:]) == (64, 64) for s in seen)  # G makes 32 px images
+
+
 def test_batches_are_deterministic_and_epochs_differ(data):
     trainer = make_trainer(data, None)
     a, b, c = trainer.batch(0, 1), trainer.batch(0, 1), trainer.batch(1, 1)

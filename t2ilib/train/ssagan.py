@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from t2ilib.data.augment import random_crop_flip
@@ -100,6 +101,8 @@ class SSAGANTrainConfig:
     lr_d: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
     damsm_weight: float = 0.05  # lambda of the G loss with frozen encoders (main.py)
+    damsm_image_size: int | None = None  # resize images to this side for the DAMSM image
+    # encoder (e.g. 64 when G makes 32 px images for a small CNN pretrained at 64 px)
     finetune_text_encoder: bool = False  # main_finetune.py: train the encoders jointly
     lr_encoder: float = 4e-5  # encoders' Adam lr when fine-tuning
     finetune_damsm_weight: float = 0.1  # lambda of the G loss when fine-tuning
@@ -427,6 +430,10 @@ class SSAGANTrainer:
 
     def _damsm(self, images: Tensor, words: Tensor, sentence: Tensor, lengths: Tensor,
                class_ids: Tensor, encoder: nn.Module) -> Tensor:
+        size = self.config.damsm_image_size
+        if size is not None and images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear",
+                                   align_corners=False)
         with self._autocast():
             regions, codes = encoder(images)
         return damsm_loss(regions.float(), codes.float(), words.float(), sentence.float(),
