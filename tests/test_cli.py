@@ -18,7 +18,7 @@ from t2ilib.data.toybirds import write_toybirds
     (["train", "ssagan", "--epochs", "0"], "must be a positive integer"),
     (["train", "ssagan", "--dataset", "flowers"], "invalid choice: 'flowers'"),
     (["sample", "--caption", "a red bird"], "--checkpoint"),
-    (["evaluate"], "invalid choice: 'evaluate'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_bad_arguments_give_a_one_line_error(argv, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -1,0 +1,79 @@
+"""``python -m t2ilib manipulate``: end to end on a tiny checkpoint; one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from t2ilib.cli import main
+from t2ilib.data.toybirds import write_toybirds
+from t2ilib.models.sisgan import SISGANConfig
+from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+from t2ilib.train.sisgan import SISGANTrainConfig, SISGANTrainer, load_native_split
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sisgan_cli")
+    root = write_toybirds(tmp / "toybirds", n_train=8, n_test=2, size=64, seed=4)
+    data = load_native_split(root, "train")
+    torch.manual_seed(0)
+    te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=8, hidden_dim=8))
+    model = SISGANConfig(sentence_dim=8, condition_dim=4, ngf=2, ndf=2, n_residual=1,
+                         d_text_dim=4)
+    config = SISGANTrainConfig(epochs=1, batch_size=4, max_steps_per_epoch=1)
+    trainer = SISGANTrainer(config, model, te, data, device="cpu", checkpoint=tmp / "s.pt")
+    trainer.fit(progress_bar=False)
+    Image.fromarray(data.images[0].permute(1, 2, 0).numpy()).save(tmp / "bird.png")
+    return tmp / "s.pt", tmp / "bird.png"
+
+
+def test_manipulate_writes_the_edited_image(checkpoint, tmp_path, capsys):
+    ckpt, bird = checkpoint
+    out = tmp_path / "edited.png"
+    assert main(["manipulate", "--checkpoint", str(ckpt), "--image", str(bird), "--caption",
+                 "this bird has a red belly", "--out", str(out), "--device", "cpu"]) == 0
+    assert Image.open(out).size == (68, 68)  # one 64 px cell, 2 px border
+    side = tmp_path / "side.png"
+    assert main(["manipulate", "--checkpoint", str(ckpt), "--image", str(bird), "--caption",
+                 "a bird with blue wings", "--out", str(side), "--side-by-side", "--seed", "3",
+                 "--device", "cpu"]) == 0
+    assert Image.open(side).size == (2 * 66 + 2, 68)
+    assert f"wrote {side}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("problem", ["missing image", "not an image", "missing checkpoint",
+                                     "not a checkpoint", "unknown words", "no caption"])
+def test_bad_input_gives_a_one_line_error(problem, checkpoint, tmp_path, capsys):
+    ckpt, bird = checkpoint
+    args = {"--checkpoint": str(ckpt), "--image": str(bird), "--caption": "a red bird",
+            "--out": str(tmp_path / "o.png"), "--device": "cpu"}
+    expected = {"missing image": "no such image", "not an image": "is not an image file",
+                "missing checkpoint": "no such file",
+                "not a checkpoint": "is not a SISGAN training checkpoint",
+                "unknown words": "none of the words", "no caption": "--caption"}[problem]
+    if problem == "missing image":
+        args["--image"] = str(tmp_path / "nope.png")
+    elif problem == "not an image":
+        (tmp_path / "notes.png").write_text("hello")
+        args["--image"] = str(tmp_path / "notes.png")
+    elif problem == "missing checkpoint":
+        args["--checkpoint"] = str(tmp_path / "nope.pt")
+    elif problem == "not a checkpoint":
+        torch.save({"something": torch.zeros(1)}, tmp_path / "x.pt")
+        args["--checkpoint"] = str(tmp_path / "x.pt")
+    elif problem == "unknown words":
+        args["--caption"] = "zyzzyva qwerty"
+    else:
+        del args["--caption"]
+    argv = ["manipulate", *[x for kv in args.items() for x in kv]]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "error:" in last and expected in last
+    assert not (tmp_path / "o.png").exists()
+
