@@ -8,10 +8,13 @@ Commands::
     torchrun --nproc_per_node=4 -m t2ilib train ssagan --dataset cub ...   # data parallel
     python -m t2ilib sample --checkpoint runs/ssagan/checkpoint.pt --caption "a red bird" \\
         -n 8 --out grid.png
+    python -m t2ilib evaluate --checkpoint runs/ssagan/checkpoint.pt \\
+        --metrics fid,is,rprec,toy --n-samples 30000 --out report.json
+    python -m t2ilib manipulate --checkpoint data/checkpoints/sisgan_toybirds64.pt \\
+        --image bird.jpg --caption "this bird has a red belly and blue wings" --out edited.png
 
-``evaluate`` and ``manipulate`` join later as further sub-commands. Bad arguments and
-expected failures (missing data, a checkpoint of another configuration) end with a one-line
-``t2ilib: error: ...`` and exit status 2, not a traceback.
+Bad arguments and expected failures (missing data, a checkpoint of another configuration)
+end with a one-line ``t2ilib: error: ...`` and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (sub-commands ``train ssagan`` and ``sample``)."""
+    """The argument parser (sub-commands ``train ssagan``, ``sample`` and ``evaluate``)."""
     parser = argparse.ArgumentParser(prog="t2ilib", description="t2i-course command line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -78,6 +81,44 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     sample.add_argument("--no-ema", action="store_true", help="use G, not its EMA copy")
+
+    ev = commands.add_parser("evaluate", help="FID, IS, R-precision, ToyBirds oracle metrics "
+                                              "of a checkpoint (t2ilib.metrics.evaluate)")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--dataset", choices=("toybirds", "cub"), default="toybirds")
+    ev.add_argument("--data-dir", type=Path, default=None,
+                    help="dataset folder (default: $T2I_DATA/toybirds or $T2I_DATA/birds)")
+    ev.add_argument("--metrics", default="fid,is,rprec,toy",
+                    help="comma-separated: fid, is, rprec, toy (toy: ToyBirds only)")
+    ev.add_argument("--n-samples", type=_positive, default=30_000,
+                    help="generated images (the papers: 30,000)")
+    ev.add_argument("--samples-per-image", type=_positive, default=10,
+                    help="walks over the test set; walk k uses each image's caption k mod 10")
+    ev.add_argument("--batch-size", type=_positive, default=100)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--no-ema", action="store_true", help="use G, not its EMA copy")
+    ev.add_argument("--fid-weights", type=Path, default=None,
+                    help="pt_inception-2015-12-05-6726825d.pth (default: $T2I_FID_WEIGHTS, "
+                         "then the torch hub cache)")
+    ev.add_argument("--damsm", type=Path, default=None,
+                    help="a held-out DAMSM for R-precision (default: the checkpoint's encoders)")
+    ev.add_argument("--oracle", type=Path, default=None,
+                    help="ToyBirds oracle file (default: load or train the data set's oracle)")
+    ev.add_argument("--out", type=Path, default=Path("report.json"))
+
+    man = commands.add_parser("manipulate", help="edit an image to match a caption with a "
+                                                 "SISGAN checkpoint (t2ilib.train.sisgan)")
+    man.add_argument("--checkpoint", type=Path, required=True)
+    man.add_argument("--image", type=Path, required=True,
+                     help="source image (centre-cropped to a square, resized to the model's size)")
+    man.add_argument("--caption", required=True, help="what the edited image should show")
+    man.add_argument("--out", type=Path, default=Path("edited.png"))
+    man.add_argument("--seed", type=int, default=None,
+                     help="draw the augmentation noise with this seed (default: its mean, 0)")
+    man.add_argument("--side-by-side", action="store_true",
+                     help="write the source and the edit next to each other")
+    man.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
 
 
@@ -172,6 +213,57 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from t2ilib.io import atomic_write
+    from t2ilib.metrics.evaluate import EvalConfig, parse_metrics
+
+    metrics = parse_metrics(args.metrics)
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"no such file: {args.checkpoint}")
+    from t2ilib.metrics.evaluate import evaluate_checkpoint
+
+    config = EvalConfig(metrics=metrics, n_samples=args.n_samples,
+                        samples_per_image=args.samples_per_image, batch_size=args.batch_size,
+                        seed=args.seed, use_ema=not args.no_ema,
+                        fid_weights=str(args.fid_weights) if args.fid_weights else None)
+    report = evaluate_checkpoint(args.checkpoint, _dataset_root(args), config,
+                                 device=args.device, damsm=args.damsm, oracle=args.oracle)
+    with atomic_write(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    summary = {"n_samples": report["protocol"]["n_samples"]}
+    if "fid" in report:
+        summary["fid"] = round(report["fid"]["value"], 3)
+    if "is" in report:
+        summary["is"] = [round(report["is"]["mean"], 3), round(report["is"]["std"], 3)]
+    if "rprec" in report:
+        summary["rprec"] = round(report["rprec"]["mean"], 4)
+    if "toy" in report:
+        toy = report["toy"]
+        summary["toy_alignment"] = {k: toy["alignment"][k]["mean"]
+                                    for k in ("generated", "real", "shuffled", "chance")}
+        summary["toy_fid"] = [toy["toy_fid"]["generated"], toy["toy_fid"]["real_vs_real"]]
+    print(json.dumps(summary))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _manipulate(args: argparse.Namespace) -> int:
+    import torch
+
+    from t2ilib.train.sisgan import images_from_files, load_sisgan, manipulate
+    from t2ilib.viz import save_grid
+
+    if not args.image.is_file():
+        raise FileNotFoundError(f"no such image: {args.image}")
+    g, text_encoder, vocab, _ = load_sisgan(args.checkpoint, args.device)
+    source = images_from_files([args.image], g.config.image_size)  # (1, 3, S, S)
+    edited = manipulate(g, text_encoder, vocab, source, [args.caption], seed=args.seed)
+    images = torch.cat([source, edited]) if args.side_by_side else edited
+    save_grid(images, args.out, ncol=len(images))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 with a one-line error on failure)."""
     parser = build_parser()
@@ -181,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train_ssagan(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "manipulate":
+            return _manipulate(args)
         return _sample(args)
     except (ValueError, FileNotFoundError, CheckpointMismatch) as err:
         message = " ".join(str(err).split())  # one line
