@@ -67,7 +67,7 @@ from t2ilib.train.checkpoint import (
     save_checkpoint,
     stop_on_signals,
 )
-from t2ilib.train.ssagan import TrainData, encode_captions, step_generator
+from t2ilib.train.ssagan import TrainData, check_text_encoder, encode_captions, step_generator
 
 __all__ = ["LOSS_NAMES", "SISGANTrainConfig", "SISGANTrainer", "SISGANRun", "TrainResult",
            "TOYBIRDS_MODEL", "TOYBIRDS_TRAIN", "SMOKE_MODEL", "SMOKE_TRAIN", "load_native_split",
@@ -212,12 +212,7 @@ class SISGANTrainer:
         if model_config.image_size != data.image_size:
             raise ValueError(f"model image_size {model_config.image_size} != data image size "
                              f"{data.image_size}")
-        if text_encoder.config.hidden_dim != model_config.sentence_dim:
-            raise ValueError(f"text encoder gives {text_encoder.config.hidden_dim}-d sentences, "
-                             f"SISGAN expects {model_config.sentence_dim}")
-        if text_encoder.config.vocab_size != len(data.vocab):
-            raise ValueError(f"text encoder has {text_encoder.config.vocab_size} token ids, the "
-                             f"data's vocabulary {len(data.vocab)} words")
+        check_text_encoder(text_encoder, model_config.sentence_dim, data.vocab, "SISGAN")
         if len(data) < config.batch_size:
             raise ValueError(f"{len(data)} images are fewer than one batch of "
                              f"{config.batch_size}")

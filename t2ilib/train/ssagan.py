@@ -81,7 +81,7 @@ from t2ilib.train.damsm import image_encoder_spec
 
 __all__ = ["GP_MODES", "LOSS_NAMES", "SSAGANTrainConfig", "TrainData", "TrainResult",
            "SSAGANTrainer", "load_or_train_ssagan", "load_generator", "generate",
-           "encode_captions", "step_generator"]
+           "encode_captions", "step_generator", "check_text_encoder"]
 
 GP_MODES = ("separate", "joint")
 #: Columns of the loss log (besides ``step`` and ``epoch``), in the order of the loss vector.
@@ -234,6 +234,17 @@ def _flatten(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{k}": v for k, v in d.items()}
 
 
+def check_text_encoder(text_encoder: TextEncoder, sentence_dim: int, vocab: Vocabulary,
+                       model: str) -> None:
+    """Refuse a text encoder whose sentence size or vocabulary does not fit ``model``."""
+    if text_encoder.config.hidden_dim != sentence_dim:
+        raise ValueError(f"text encoder gives {text_encoder.config.hidden_dim}-d sentences, "
+                         f"{model} expects {sentence_dim}")
+    if text_encoder.config.vocab_size != len(vocab):
+        raise ValueError(f"text encoder has {text_encoder.config.vocab_size} token ids, the "
+                         f"data's vocabulary {len(vocab)} words")
+
+
 class SSAGANTrainer:
     """Models, optimisers and the loop of one SSA-GAN training run.
 
@@ -257,12 +268,7 @@ class SSAGANTrainer:
         if model_config.resolution != data.image_size:
             raise ValueError(f"model resolution {model_config.resolution} != data image size "
                              f"{data.image_size}")
-        if text_encoder.config.hidden_dim != model_config.sentence_dim:
-            raise ValueError(f"text encoder gives {text_encoder.config.hidden_dim}-d sentences, "
-                             f"the GAN expects {model_config.sentence_dim}")
-        if text_encoder.config.vocab_size != len(data.vocab):
-            raise ValueError(f"text encoder has {text_encoder.config.vocab_size} token ids, the "
-                             f"data's vocabulary {len(data.vocab)} words")
+        check_text_encoder(text_encoder, model_config.sentence_dim, data.vocab, "the GAN")
         self.config, self.model_config, self.data, self.dist = config, model_config, data, dist
         if not isinstance(device, torch.device):
             device = pick_device(str(device))
