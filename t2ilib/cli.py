@@ -62,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     ssa.add_argument("--damsm-epochs", type=_positive, default=10)
     ssa.add_argument("--image-encoder", choices=("small_cnn", "inception"), default=None,
                      help="for a DAMSM pretrained here (default: small_cnn, inception for cub)")
-    ssa.add_argument("--finetune-text-encoder", action="store_true")
+    ssa.add_argument("--lr-g", type=float, default=None,
+                     help="G's learning rate (default: 4e-4 toybirds, the paper's 1e-4 cub)")
+    ssa.add_argument("--lr-d", type=float, default=None,
+                     help="D's learning rate (default: 1.6e-3 toybirds, the paper's 4e-4 cub)")
+    ssa.add_argument("--damsm-weight", type=float, default=None,
+                     help="lambda of G's DAMSM term (default: 0.25 toybirds, the paper's 0.05 cub)")
+    ssa.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction,
+                     default=None, help="train the DAMSM encoders jointly (main_finetune.py; "
+                     "default: on for toybirds, off for cub)")
     ssa.add_argument("--gp-mode", choices=("separate", "joint"), default="separate")
     ssa.add_argument("--ema-decay", type=float, default=0.0)
     ssa.add_argument("--seed", type=int, default=100)
@@ -145,8 +153,14 @@ def _train_ssagan(args: argparse.Namespace) -> int:
     from t2ilib.runtime import pick_device, repo_root, seed_everything
     from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
     from t2ilib.train import ddp
-    from t2ilib.train.damsm import DAMSMTrainConfig, load_damsm, load_or_train_damsm
+    from t2ilib.train.damsm import (
+        DAMSMTrainConfig,
+        load_damsm,
+        load_or_train_damsm,
+        trained_image_size,
+    )
     from t2ilib.train.ssagan import (
+        TOYBIRDS_TRAIN,
         SSAGANTrainConfig,
         SSAGANTrainer,
         TrainData,
@@ -162,8 +176,10 @@ def _train_ssagan(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     dataset = CachedCUBDataset(root, "train", image_size=args.resolution, uint8=True)
     data = TrainData.from_dataset(dataset, name=f"{args.dataset}:{root.name}")
+    damsm_size = args.resolution
     if args.damsm is not None:
-        text_encoder, image_encoder, _ = load_damsm(args.damsm)
+        text_encoder, image_encoder, damsm_info = load_damsm(args.damsm)
+        damsm_size = trained_image_size(damsm_info["fingerprint"]) or args.resolution
     else:
         if info.distributed:
             raise ValueError("pretrain the DAMSM first (one process), then pass --damsm")
@@ -180,9 +196,17 @@ def _train_ssagan(args: argparse.Namespace) -> int:
                             extra={"data": data.describe(), "seed": args.seed}, device=device)
     ngf = args.ngf or (64 if args.dataset == "cub" else 32)
     model = SSAGANConfig(resolution=args.resolution, ngf=ngf, ndf=args.ndf or ngf)
+    base = TOYBIRDS_TRAIN if args.dataset == "toybirds" else SSAGANTrainConfig()
+    small_cnn = isinstance(image_encoder, SmallCNNEncoder)
     config = SSAGANTrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-        finetune_text_encoder=args.finetune_text_encoder, gp_mode=args.gp_mode,
+        lr_g=args.lr_g or base.lr_g, lr_d=args.lr_d or base.lr_d,
+        damsm_weight=base.damsm_weight if args.damsm_weight is None else args.damsm_weight,
+        finetune_damsm_weight=(base.finetune_damsm_weight if args.damsm_weight is None
+                               else args.damsm_weight),
+        damsm_image_size=damsm_size if small_cnn and damsm_size != args.resolution else None,
+        finetune_text_encoder=(base.finetune_text_encoder if args.finetune_text_encoder is None
+                               else args.finetune_text_encoder), gp_mode=args.gp_mode,
         ema_decay=args.ema_decay, max_steps_per_epoch=args.max_steps_per_epoch,
         log_every=args.log_every, amp=not args.no_amp, compile=args.compile)
     trainer = SSAGANTrainer(config, model, text_encoder, image_encoder, data, device=device,

@@ -11,6 +11,8 @@ from PIL import Image
 
 from t2ilib.cli import main
 from t2ilib.data.toybirds import write_toybirds
+from t2ilib.io import load_torch
+from t2ilib.train.ssagan import TOYBIRDS_TRAIN
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -50,6 +52,11 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["status"] == "done" and first["step"] == 1
     assert (run / "checkpoint.pt").is_file() and (run / "damsm.pt").is_file()
+    config = load_torch(run / "checkpoint.pt")["config"]  # ToyBirds: the course's recipe
+    assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
+            config["train.finetune_text_encoder"]) == (
+        TOYBIRDS_TRAIN.lr_g, TOYBIRDS_TRAIN.lr_d, TOYBIRDS_TRAIN.damsm_weight, True)
+    assert config["train.damsm_image_size"] is None  # the DAMSM was trained at 32 px too
     assert main(common) == 0  # second time: loaded, not trained
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["status"] == "already trained (loaded)"
@@ -60,3 +67,16 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     width, height = Image.open(out).size
     assert (width, height) == (3 * 34 + 2, 2 * 34 + 2)  # 3 x 2 cells of 32 px, 2 px gaps
+
+
+def test_train_flags_override_the_recipe(tmp_path, capsys):
+    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
+    run = tmp_path / "run"
+    assert main(["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
+                 "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
+                 "--epochs", "1", "--max-steps-per-epoch", "1", "--damsm-epochs", "1",
+                 "--device", "cpu", "--lr-g", "1e-4", "--lr-d", "4e-4",
+                 "--damsm-weight", "0", "--no-finetune-text-encoder"]) == 0
+    config = load_torch(run / "checkpoint.pt")["config"]
+    assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
+            config["train.finetune_text_encoder"]) == (1e-4, 4e-4, 0.0, False)

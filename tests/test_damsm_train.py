@@ -183,5 +183,24 @@ def test_negative_epochs_raise():
 
 def test_default_checkpoint_lives_under_the_data_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("T2I_DATA", str(tmp_path))
-    assert damsm_train.default_checkpoint() == tmp_path / "checkpoints" / "damsm_toybirds64.pt"
+    assert damsm_train.default_checkpoint() == tmp_path / "checkpoints" / "damsm_toybirds32.pt"
     assert damsm_train.default_checkpoint("cub", 256).name == "damsm_cub256.pt"
+
+
+def test_resize_for_encoder_keeps_gradients_and_skips_equal_sizes():
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    assert damsm_train.resize_for_encoder(x, None) is x
+    assert damsm_train.resize_for_encoder(x, 16) is x
+    y = damsm_train.resize_for_encoder(x, 32)
+    assert y.shape == (2, 3, 32, 32)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    flat = torch.full((1, 3, 8, 8), 0.25)
+    torch.testing.assert_close(damsm_train.resize_for_encoder(flat, 4),
+                               torch.full((1, 3, 4, 4), 0.25))
+
+
+def test_trained_image_size_reads_the_fingerprint():
+    assert damsm_train.trained_image_size({"extra": {"image_size": 32}}) == 32
+    assert damsm_train.trained_image_size({"extra": {}}) is None
+    assert damsm_train.trained_image_size({}) is None

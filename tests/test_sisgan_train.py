@@ -246,3 +246,16 @@ def test_the_optional_damsm_term_needs_and_uses_the_image_encoder(data):
         assert torch.equal(v, frozen[k])  # frozen: only G learns from it
     assert "image_encoder.weights" in trainer.fingerprint()
     assert make(data).train_step(make(data).batch(0, 0))[LOSS_NAMES.index("g_damsm")] == 0
+
+
+def test_damsm_image_size_resizes_the_edits_for_the_image_encoder(data):
+    from t2ilib.models.image_encoder import SmallCNNConfig, SmallCNNEncoder
+
+    image_encoder = SmallCNNEncoder(SmallCNNConfig(embed_dim=16, width=4))
+    seen = []
+    image_encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    config = replace(CONFIG, damsm_weight=0.5, damsm_image_size=32)
+    trainer = make(data, config=config, image_encoder=image_encoder)
+    named = dict(zip(LOSS_NAMES, trainer.train_step(trainer.batch(0, 0)).tolist()))
+    assert named["g_damsm"] > 0
+    assert seen and all(tuple(s[-2:]) == (32, 32) for s in seen)  # the edits are 64 px

@@ -64,9 +64,14 @@ __all__ = [
     "load_or_train_damsm",
     "default_checkpoint",
     "load_or_train_toybirds_damsm",
+    "TOYBIRDS_DAMSM_SIZE",
+    "resize_for_encoder",
+    "trained_image_size",
 ]
 
 CHECKPOINT_FORMAT = "t2ilib.damsm.v1"
+#: Side of the images notebook 02's ToyBirds DAMSM is trained on (the generator's 32 px).
+TOYBIRDS_DAMSM_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,22 @@ def evaluate_damsm(
     return {**means, "total": sum(means.values())}
 
 
+def resize_for_encoder(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``(B, 3, H, W) -> (B, 3, size, size)`` bilinearly, for an image encoder trained at
+    ``size`` px (``None`` or an equal size: unchanged). Differentiable, so a generator's
+    DAMSM loss reaches its images through it."""
+    if size is None or images.shape[-2:] == (size, size):
+        return images
+    return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear",
+                                           align_corners=False)
+
+
+def trained_image_size(fingerprint: dict[str, Any]) -> int | None:
+    """The image side a DAMSM checkpoint's fingerprint records (``extra.image_size``), if any."""
+    size = (fingerprint.get("extra") or {}).get("image_size")
+    return int(size) if size is not None else None
+
+
 # --- Checkpoints -------------------------------------------------------------------------------
 
 _IMAGE_ENCODERS = {
@@ -293,7 +314,7 @@ def damsm_fingerprint(
     )
 
 
-def default_checkpoint(dataset: str = "toybirds", image_size: int = 64) -> Path:
+def default_checkpoint(dataset: str = "toybirds", image_size: int = TOYBIRDS_DAMSM_SIZE) -> Path:
     """Where notebook 02 saves (and later notebooks find) the pretrained DAMSM encoders:
     ``checkpoint_root()/damsm_<dataset><image_size>.pt``."""
     return checkpoint_root() / f"damsm_{dataset}{image_size}.pt"
@@ -379,8 +400,8 @@ def load_or_train_damsm(
 def load_or_train_toybirds_damsm(
     root: str | os.PathLike[str],
     *,
-    image_size: int = 64,
-    epochs: int = 8,
+    image_size: int = TOYBIRDS_DAMSM_SIZE,
+    epochs: int = 30,
     batch_size: int = 16,
     cnn_width: int = 32,
     seed: int = 0,
@@ -390,7 +411,7 @@ def load_or_train_toybirds_damsm(
 ) -> tuple[TextEncoder, nn.Module, DAMSMRun]:
     """Notebook 02's ToyBirds DAMSM with its default parameters: loaded from
     :func:`default_checkpoint` when notebook 02 (or an earlier call) wrote it, else pretrained
-    exactly as that notebook does (about 4 minutes on one CPU core) and saved there.
+    exactly as that notebook does (about 7 minutes on one CPU core) and saved there.
 
     Later notebooks (training, evaluation, SISGAN, the demo) call this so they share one pair of
     encoders. Returns ``(text_encoder, image_encoder, run)``, both encoders in eval mode.

@@ -67,6 +67,7 @@ from t2ilib.train.checkpoint import (
     save_checkpoint,
     stop_on_signals,
 )
+from t2ilib.train.damsm import TOYBIRDS_DAMSM_SIZE, resize_for_encoder
 from t2ilib.train.ssagan import TrainData, check_text_encoder, encode_captions, step_generator
 
 __all__ = ["LOSS_NAMES", "SISGANTrainConfig", "SISGANTrainer", "SISGANRun", "TrainResult",
@@ -96,6 +97,7 @@ class SISGANTrainConfig:
     recon_weight: float = 0.0  # lambda of the L1 reconstruction (SISGAN 0, TAGAN 0.2)
     p_match: float = 0.5  # probability that G's relevant text is the image's own caption
     damsm_weight: float = 0.0  # not SISGAN: weight of a DAMSM loss on G's edits (0 = off)
+    damsm_image_size: int | None = None  # resize edits to this side for the DAMSM image encoder
     flip: bool = True  # random horizontal flips (captions never name the facing)
     seed: int = 0
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke runs)
@@ -374,7 +376,8 @@ class SISGANTrainer:
             whose = torch.where(matched, torch.arange(len(own), device=self.device),
                                 batch["other"])  # (B,) the image whose caption is relevant
             with self._autocast():
-                regions, codes = self.image_encoder(fake)
+                regions, codes = self.image_encoder(resize_for_encoder(fake,
+                                                                       cfg.damsm_image_size))
             g_damsm = damsm_loss(regions.float(), codes.float(), words[whose].float(), relevant,
                                  batch["lengths"].to(self.device)[whose],
                                  batch["class_ids"][whose]).total
@@ -581,12 +584,14 @@ TOYBIRDS_MODEL = SISGANConfig(image_size=64, ngf=16, ndf=32, skip=True)
 #: make so short a run learn something (notebook 09 explains them): lr 1e-3 (paper 2e-4), L1
 #: reconstruction 10 (SISGAN none), KL weight 0.1 (paper 1), a DAMSM loss on the edits (0.1).
 TOYBIRDS_TRAIN = SISGANTrainConfig(epochs=4, batch_size=32, lr=1e-3, recon_weight=10.0,
-                                   kl_weight=0.1, damsm_weight=0.1, seed=0, log_every=10)
+                                   kl_weight=0.1, damsm_weight=0.1,
+                                   damsm_image_size=TOYBIRDS_DAMSM_SIZE, seed=0, log_every=10)
 #: Smoke-test sizes (seconds).
 SMOKE_MODEL = SISGANConfig(image_size=64, condition_dim=8, ngf=4, ndf=4, n_residual=1,
                            d_text_dim=8)
 SMOKE_TRAIN = SISGANTrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=2, log_every=1,
-                                recon_weight=10.0, kl_weight=0.1, damsm_weight=0.1, seed=0)
+                                recon_weight=10.0, kl_weight=0.1, damsm_weight=0.1,
+                                damsm_image_size=TOYBIRDS_DAMSM_SIZE, seed=0)
 
 
 def default_checkpoint(dataset: str = "toybirds", image_size: int = 64) -> Path:

@@ -1,0 +1,71 @@
+"""Linear probes of sentence vectors: a perfect encoder reads 1.0, a constant one no better
+than the most frequent value."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from t2ilib.data.toybirds import ATTRIBUTES, write_toybirds
+from t2ilib.metrics.text_probe import ProbeConfig, caption_labels, sentence_probe
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_toybirds(tmp_path_factory.mktemp("probe") / "toybirds", n_train=60, n_test=30,
+                          size=32, seed=3)
+
+
+class LookupEncoder(nn.Module):
+    """Sentence vector = one-hot of the body colour of the caption's image (a perfect encoder)."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.table = {}
+        for split in ("train", "test"):
+            cl = caption_labels(root, split)
+            for ids, label in zip(cl.captions, cl.labels["body_color"].tolist()):
+                self.table[tuple(ids[:18])] = label
+
+    def forward(self, ids, lengths):
+        rows = [tuple(r[:n].tolist()) for r, n in zip(ids, lengths.tolist())]
+        s = torch.zeros(len(rows), 16)
+        s[torch.arange(len(rows)), torch.tensor([self.table[r] for r in rows])] = 3.0
+        return None, s
+
+
+class ConstantEncoder(nn.Module):
+    def forward(self, ids, lengths):
+        return None, torch.ones(len(ids), 16)
+
+
+def test_caption_labels_match_the_captions(toy):
+    cl = caption_labels(toy, "test")
+    assert len(cl.captions) == 30 * 10
+    for name, labels in cl.labels.items():
+        assert labels.shape == (300,) and cl.mentioned[name].dtype == torch.bool
+        assert 0 <= int(labels.min()) and int(labels.max()) < len(ATTRIBUTES[name])
+        assert labels.view(30, 10).eq(labels.view(30, 10)[:, :1]).all()  # one image, one value
+    assert 0.2 < float(cl.mentioned["body_color"].float().mean()) < 0.8
+
+
+def test_perfect_and_constant_encoders(toy):
+    config = ProbeConfig(steps=200)
+    perfect = sentence_probe(LookupEncoder(toy), toy, ("body_color",), config)
+    assert perfect.accuracy["body_color"] == 1.0
+    assert perfect.chance["body_color"] == pytest.approx(0.1)
+    assert perfect.n_test["body_color"] > 50
+
+    constant = sentence_probe(ConstantEncoder(), toy, ("body_color", "size"), config)
+    test = caption_labels(toy, "test")
+    for name in ("body_color", "size"):
+        seen = test.labels[name][test.mentioned[name]]
+        majority = float(torch.bincount(seen).max()) / len(seen)
+        assert constant.accuracy[name] <= majority + 1e-9
+    assert constant.accuracy["body_color"] < 0.5
+
+
+def test_refuses_attributes_captions_never_name(toy):
+    with pytest.raises(ValueError, match="never name"):
+        sentence_probe(ConstantEncoder(), toy, ("facing",))
