@@ -411,7 +411,7 @@ def load_or_train_toybirds_damsm(
 ) -> tuple[TextEncoder, nn.Module, DAMSMRun]:
     """Notebook 02's ToyBirds DAMSM with its default parameters: loaded from
     :func:`default_checkpoint` when notebook 02 (or an earlier call) wrote it, else pretrained
-    exactly as that notebook does (about 7 minutes on one CPU core) and saved there.
+    exactly as that notebook does (about 5 minutes on 2 CPU cores) and saved there.
 
     Later notebooks (training, evaluation, SISGAN, the demo) call this so they share one pair of
     encoders. Returns ``(text_encoder, image_encoder, run)``, both encoders in eval mode.
