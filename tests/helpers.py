@@ -12,3 +12,12 @@ def randomize_zero_params(module: torch.nn.Module, seed: int = 0) -> None:
         for p in module.parameters():
             if not p.any():
                 p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+
+
+def assert_one_line_error(exit_info, capsys, expected: str) -> None:
+    """A CLI call ended with exit status 2 and a one-line ``error: ...`` naming ``expected``."""
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "error:" in last and expected in last

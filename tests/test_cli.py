@@ -14,6 +14,8 @@ from t2ilib.data.toybirds import write_toybirds
 from t2ilib.io import load_torch
 from t2ilib.train.ssagan import TOYBIRDS_TRAIN
 
+from .helpers import assert_one_line_error
+
 
 @pytest.mark.parametrize("argv, expected", [
     (["train", "ssagan", "--resolution", "48"], "invalid choice: 48"),
@@ -25,11 +27,7 @@ from t2ilib.train.ssagan import TOYBIRDS_TRAIN
 def test_bad_arguments_give_a_one_line_error(argv, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert "error:" in last and expected in last
+    assert_one_line_error(exit_info, capsys, expected)
 
 
 def test_a_missing_checkpoint_is_an_error_not_a_traceback(tmp_path):

@@ -12,6 +12,8 @@ from t2ilib.models.sisgan import SISGANConfig
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 from t2ilib.train.sisgan import SISGANTrainConfig, SISGANTrainer, load_native_split
 
+from .helpers import assert_one_line_error
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
@@ -70,10 +72,6 @@ def test_bad_input_gives_a_one_line_error(problem, checkpoint, tmp_path, capsys)
     argv = ["manipulate", *[x for kv in args.items() for x in kv]]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert "error:" in last and expected in last
+    assert_one_line_error(exit_info, capsys, expected)
     assert not (tmp_path / "o.png").exists()
 

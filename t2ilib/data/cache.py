@@ -171,16 +171,12 @@ class CachedCUBDataset(CaptionedImages):
         self.class_ids = data["class_ids"].tolist()
         ids, offsets = data["caption_ids"].tolist(), data["caption_offsets"].tolist()
         self.captions = [ids[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-        self.captions_per_image = int(data["captions_per_image"])
         self.vocab = Vocabulary.from_words(data["words"])
         if self.vocab.fingerprint() != data["vocab_fingerprint"]:
             raise ValueError(f"{cache_file}: the stored word list does not match its fingerprint")
-        self.image_size = image_size
-        self.cache_size = int(data["cache_size"])
-        self.train = split == "train" if train is None else train
-        self.words_num = words_num
-        self.seed = seed
-        self.epoch = 0
+        self._set_sampling(split, int(data["captions_per_image"]), image_size, train, words_num,
+                           seed)
+        self.cache_size = int(data["cache_size"])  # as stored (the file was built for it)
         self.uint8 = uint8
 
     def uint8_image(self, index: int) -> Tensor:

@@ -299,6 +299,17 @@ class CaptionedImages(Dataset):
     seed: int | None
     epoch: int
 
+    def _set_sampling(self, split: str, captions_per_image: int, image_size: int,
+                      train: bool | None, words_num: int, seed: int | None) -> None:
+        """Set the attributes every reader shares (``train=None``: augment the train split)."""
+        self.captions_per_image = captions_per_image
+        self.image_size = image_size
+        self.cache_size = cache_size_for(image_size)
+        self.train = split == "train" if train is None else train
+        self.words_num = words_num
+        self.seed = seed
+        self.epoch = 0
+
     def uint8_image(self, index: int) -> Tensor:
         """The bbox-cropped image resized to the cache size: uint8 ``(3, S, S)``."""
         raise NotImplementedError
@@ -378,13 +389,7 @@ class CUBDataset(CaptionedImages):
             raise ValueError(f"images.txt / bounding_boxes.txt lack {len(missing)} keys of the "
                              f"{split} split, e.g. {missing[:3]}")
         self.bboxes = [boxes[k] for k in self.keys]
-        self.captions_per_image = captions_per_image
-        self.image_size = image_size
-        self.cache_size = cache_size_for(image_size)
-        self.train = split == "train" if train is None else train
-        self.words_num = words_num
-        self.seed = seed
-        self.epoch = 0
+        self._set_sampling(split, captions_per_image, image_size, train, words_num, seed)
 
     def image_path(self, index: int) -> Path:
         """Path of the JPEG of image ``index``."""

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from t2ilib.data.augment import cache_size_for
 from t2ilib.data.cub import (
     CAPTIONS_PER_IMAGE,
     SPLITS,
@@ -208,13 +207,7 @@ class FlowersDataset(CaptionedImages):
         self.keys = [f"class_{int(labels[i - 1]):05d}/image_{i:05d}" for i in self.image_ids]
         self.class_ids = [int(labels[i - 1]) for i in self.image_ids]
         self.captions = [self.vocab.ids(t) for i in self.image_ids for t in tokens[i]]
-        self.captions_per_image = captions_per_image
-        self.image_size = image_size
-        self.cache_size = cache_size_for(image_size)
-        self.train = split == "train" if train is None else train
-        self.words_num = words_num
-        self.seed = seed
-        self.epoch = 0
+        self._set_sampling(split, captions_per_image, image_size, train, words_num, seed)
 
     def image_path(self, index: int) -> Path:
         """``<root>/jpg/image_<id:05d>.jpg`` of item ``index``."""
