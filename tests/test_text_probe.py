@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from t2ilib.data.toybirds import ATTRIBUTES, write_toybirds
-from t2ilib.metrics.text_probe import ProbeConfig, caption_labels, sentence_probe
+from t2ilib.data.augment import center_crop
+from t2ilib.data.cache import CachedCUBDataset
+from t2ilib.data.toybirds import ATTRIBUTES, COLORS, load_groundtruth, write_toybirds
+from t2ilib.metrics.text_probe import ProbeConfig, caption_labels, image_probe, sentence_probe
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,39 @@ def test_perfect_and_constant_encoders(toy):
 def test_refuses_attributes_captions_never_name(toy):
     with pytest.raises(ValueError, match="never name"):
         sentence_probe(ConstantEncoder(), toy, ("facing",))
+
+
+class ImageLookupEncoder(nn.Module):
+    """Global code = one-hot of the body colour of the image (found by its pixels)."""
+
+    def __init__(self, root, image_size):
+        super().__init__()
+        truth = load_groundtruth(root)
+        self.table = {}
+        for split in ("train", "test"):
+            data = CachedCUBDataset(root, split, image_size=image_size, uint8=True)
+            images = center_crop(data.images, image_size)
+            for x, key in zip(images, data.keys):
+                self.table[x.numpy().tobytes()] = COLORS.index(truth.attributes[key]["body_color"])
+
+    def forward(self, images):
+        s = torch.zeros(len(images), 16)
+        s[torch.arange(len(images)), torch.tensor([self.table[x.numpy().tobytes()]
+                                                   for x in images])] = 3.0
+        return None, s
+
+
+class ConstantImageEncoder(nn.Module):
+    def forward(self, images):
+        return None, torch.ones(len(images), 16)
+
+
+def test_image_probe_perfect_and_constant(toy):
+    config = ProbeConfig(steps=200)
+    perfect = image_probe(ImageLookupEncoder(toy, 32), toy, 32, ("body_color",), config)
+    assert perfect.accuracy["body_color"] == 1.0 and perfect.n_test["body_color"] == 30
+    constant = image_probe(ConstantImageEncoder(), toy, 32, ("body_color", "background"), config)
+    assert constant.accuracy["body_color"] < 0.5
+    assert constant.chance["background"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="unknown attributes"):
+        image_probe(ConstantImageEncoder(), toy, 32, ("wingspan",))

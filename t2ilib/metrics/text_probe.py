@@ -1,4 +1,4 @@
-r"""Linear probes: how much of each ToyBirds attribute a sentence vector holds.
+r"""Linear probes: how much of each ToyBirds attribute a sentence vector (or an image code) holds.
 
 SSA-GAN's generator sees a caption only through the DAMSM sentence vector
 $\bar e \in \mathbb{R}^{D}$ (:class:`~t2ilib.text.encoder.TextEncoder`). Whatever the vector
@@ -13,8 +13,12 @@ there and linearly readable, which is how G's conditioning MLPs start reading it
 near chance means the text encoder has not learnt to tell, say, "a red belly and blue
 wings" from "a blue belly and red wings" (colour-part *binding*).
 
+The same probe on the DAMSM *image* code (:func:`image_probe`, real images, all attributes)
+shows how well the DAMSM term of SSA-GAN's generator loss can check an attribute: the
+generator learns a colour from that term only as far as the image encoder reads it.
+
 Used by ``notebooks/02_text_encoder_damsm`` (the DAMSM before and after pretraining) and
-``notebooks/07_train_ssagan`` (the ceiling the generator trains under).
+``notebooks/07_train_ssagan`` (the ceilings the generator trains under).
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from t2ilib.data.augment import center_crop
+from t2ilib.data.cache import CachedCUBDataset
 from t2ilib.data.cub import CAPTIONS_PER_IMAGE, WORDS_NUM, load_captions, read_split
 from t2ilib.data.toybirds import ATTRIBUTES, CAPTIONED, load_groundtruth
-from t2ilib.metrics.rprecision import encode_captions
+from t2ilib.metrics.rprecision import encode_captions, encode_images
 
 __all__ = ["ProbeConfig", "ProbeResult", "CaptionLabels", "caption_labels", "fit_linear_probe",
-           "sentence_probe"]
+           "sentence_probe", "image_probe"]
 
 
 @dataclass(frozen=True)
@@ -119,15 +125,52 @@ def sentence_probe(text_encoder: nn.Module, root: str | os.PathLike[str],
         x_test = encode_captions(text_encoder, test.captions, words_num, 1000, device)
     result = ProbeResult({}, {}, {}, {})
     for name in attributes:
-        k = len(ATTRIBUTES[name])
         seen_train, seen_test = train.mentioned[name][:n], test.mentioned[name]
         if not seen_train.any() or not seen_test.any():
             raise ValueError(f"no caption mentions {name} in the train or test split")
-        probe = fit_linear_probe(x_train[seen_train].float(),
-                                 train.labels[name][:n][seen_train], k, config)
-        guess = probe(x_test[seen_test].float()).argmax(1)
-        result.accuracy[name] = float((guess == test.labels[name][seen_test]).double().mean())
-        result.chance[name] = 1.0 / k
-        result.n_train[name] = int(seen_train.sum())
-        result.n_test[name] = int(seen_test.sum())
+        _score(result, name, x_train[seen_train], train.labels[name][:n][seen_train],
+               x_test[seen_test], test.labels[name][seen_test], config)
+    return result
+
+
+def _score(result: ProbeResult, name: str, x_train: Tensor, y_train: Tensor, x_test: Tensor,
+           y_test: Tensor, config: ProbeConfig) -> None:
+    """Fit one probe for attribute ``name`` and write its test accuracy into ``result``."""
+    k = len(ATTRIBUTES[name])
+    probe = fit_linear_probe(x_train.float(), y_train, k, config)
+    guess = probe(x_test.float()).argmax(1)
+    result.accuracy[name] = float((guess == y_test).double().mean())
+    result.chance[name] = 1.0 / k
+    result.n_train[name] = len(y_train)
+    result.n_test[name] = len(y_test)
+
+
+def image_probe(image_encoder: nn.Module, root: str | os.PathLike[str], image_size: int,
+                attributes: tuple[str, ...] = tuple(ATTRIBUTES),
+                config: ProbeConfig = ProbeConfig(),
+                device: torch.device | str = "cpu") -> ProbeResult:
+    """Linear probes of the global image code on real ToyBirds images (train -> test).
+
+    ``image_encoder(images (B, 3, s, s)) -> (regions, codes (B, D))`` is a DAMSM image
+    encoder (left in eval mode); images are the centre ``image_size`` crop of the cached
+    split, as the generator's training crops. Any attribute may be probed, captioned or not.
+    """
+    unknown = [a for a in attributes if a not in ATTRIBUTES]
+    if unknown:
+        raise ValueError(f"unknown attributes {unknown}; choose among {tuple(ATTRIBUTES)}")
+    truth = load_groundtruth(root)
+    codes, labels = {}, {}
+    for split in ("train", "test"):
+        data = CachedCUBDataset(root, split, image_size=image_size, uint8=True)
+        n = len(data) if split == "test" or config.max_train is None else min(config.max_train,
+                                                                              len(data))
+        images = center_crop(data.images[:n], image_size)  # (n, 3, s, s) in [-1, 1]
+        with torch.no_grad():
+            codes[split] = encode_images(image_encoder, images, device=device)  # (n, D)
+        labels[split] = {name: torch.tensor([ATTRIBUTES[name].index(truth.attributes[k][name])
+                                             for k in data.keys[:n]]) for name in attributes}
+    result = ProbeResult({}, {}, {}, {})
+    for name in attributes:
+        _score(result, name, codes["train"], labels["train"][name], codes["test"],
+               labels["test"][name], config)
     return result
