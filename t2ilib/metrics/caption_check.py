@@ -18,7 +18,7 @@ Two views of how much $D$ uses the text:
   stay in $[-1, 1]$ has $L_\text{real} + L_\text{mis} = (1 - \ell) + (1 + \ell) = 2$; a $D$
   that reads the text pushes the sum towards 0 (:func:`text_blind_gap`).
 
-Used by ``notebooks/07_train_ssagan`` (section 8).
+Used by ``notebooks/07_train_ssagan`` (section 9).
 """
 
 from __future__ import annotations

@@ -153,7 +153,8 @@ def image_probe(image_encoder: nn.Module, root: str | os.PathLike[str], image_si
 
     ``image_encoder(images (B, 3, s, s)) -> (regions, codes (B, D))`` is a DAMSM image
     encoder (left in eval mode); images are the centre ``image_size`` crop of the cached
-    split, as the generator's training crops. Any attribute may be probed, captioned or not.
+    split (the test-time view of the training crops). Any attribute may be probed, captioned
+    or not.
     """
     unknown = [a for a in attributes if a not in ATTRIBUTES]
     if unknown:
