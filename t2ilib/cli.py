@@ -20,6 +20,7 @@ end with a one-line ``t2ilib: error: ...`` and exit status 2, not a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssa.add_argument("--batch-size", type=_positive, default=24, help="per process")
     ssa.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=64)
     ssa.add_argument("--ngf", type=_positive, default=None, help="default: 32 (toy), 64 (cub)")
-    ssa.add_argument("--ndf", type=_positive, default=None, help="default: as ngf")
+    ssa.add_argument("--ndf", type=_positive, default=None,
+                     help="default: 16 (toy), as ngf (cub)")
     ssa.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ssa.add_argument("--damsm", type=Path, default=None,
                      help="pretrained DAMSM checkpoint (t2ilib.train.damsm); "
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssa.add_argument("--lr-d", type=float, default=None,
                      help="D's learning rate (default: 1.6e-3 toybirds, the paper's 4e-4 cub)")
     ssa.add_argument("--damsm-weight", type=float, default=None,
-                     help="lambda of G's DAMSM term (default: 0.25 toybirds, the paper's 0.05 cub)")
+                     help="lambda of G's DAMSM term (default: 1 toybirds, the paper's 0.05 cub)")
     ssa.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction,
                      default=None, help="train the DAMSM encoders jointly (main_finetune.py; "
                      "default: on for toybirds, off for cub)")
@@ -195,20 +197,23 @@ def _train_ssagan(args: argparse.Namespace) -> int:
         load_or_train_damsm(run_dir / "damsm.pt", text_encoder, image_encoder, loader, config,
                             extra={"data": data.describe(), "seed": args.seed}, device=device)
     ngf = args.ngf or (64 if args.dataset == "cub" else 32)
-    model = SSAGANConfig(resolution=args.resolution, ngf=ngf, ndf=args.ndf or ngf)
+    ndf = args.ndf or (16 if args.dataset == "toybirds" else ngf)
+    model = SSAGANConfig(resolution=args.resolution, ngf=ngf, ndf=ndf)
     base = TOYBIRDS_TRAIN if args.dataset == "toybirds" else SSAGANTrainConfig()
     small_cnn = isinstance(image_encoder, SmallCNNEncoder)
-    config = SSAGANTrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-        lr_g=args.lr_g or base.lr_g, lr_d=args.lr_d or base.lr_d,
+    finetune = (base.finetune_text_encoder if args.finetune_text_encoder is None
+                else args.finetune_text_encoder)
+    config = dataclasses.replace(  # the recipe, with what the command line sets
+        base, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        lr_g=base.lr_g if args.lr_g is None else args.lr_g,
+        lr_d=base.lr_d if args.lr_d is None else args.lr_d,
         damsm_weight=base.damsm_weight if args.damsm_weight is None else args.damsm_weight,
         finetune_damsm_weight=(base.finetune_damsm_weight if args.damsm_weight is None
                                else args.damsm_weight),
         damsm_image_size=damsm_size if small_cnn and damsm_size != args.resolution else None,
-        finetune_text_encoder=(base.finetune_text_encoder if args.finetune_text_encoder is None
-                               else args.finetune_text_encoder), gp_mode=args.gp_mode,
-        ema_decay=args.ema_decay, max_steps_per_epoch=args.max_steps_per_epoch,
-        log_every=args.log_every, amp=not args.no_amp, compile=args.compile)
+        finetune_text_encoder=finetune, gp_mode=args.gp_mode, ema_decay=args.ema_decay,
+        max_steps_per_epoch=args.max_steps_per_epoch, log_every=args.log_every,
+        amp=not args.no_amp, compile=args.compile)
     trainer = SSAGANTrainer(config, model, text_encoder, image_encoder, data, device=device,
                             run_dir=run_dir, dist=info)
     result = load_or_train_ssagan(trainer, retrain=args.retrain)

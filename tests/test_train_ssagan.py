@@ -173,6 +173,27 @@ def test_finetuning_moves_the_text_encoder(data):
     assert trainer.config.g_damsm_weight == 0.1
 
 
+def test_gate_init_sets_each_networks_residual_gates(data):
+    def gates(module):
+        return [float(p) for n, p in module.named_parameters() if n.endswith(".gate")]
+
+    official = make_trainer(data, None)
+    assert set(gates(official.G)) == {0.0} and set(gates(official.D)) == {0.0}
+    trainer = make_trainer(data, None, replace(CONFIG, gate_init_g=1.0, gate_init_d=0.5,
+                                               ema_decay=0.9))
+    assert len(gates(trainer.G)) == 4 and set(gates(trainer.G)) == {1.0}  # one per block
+    assert len(gates(trainer.D)) == 3 and set(gates(trainer.D)) == {0.5}
+    assert set(gates(trainer.G_ema)) == {1.0}  # the EMA copy starts from the same G
+    # only the gates differ: the same seed gives the same weights otherwise
+    z, s = torch.randn(2, MODEL.nz), torch.randn(2, MODEL.sentence_dim)
+    trainer.G.eval()
+    official.G.eval()
+    with torch.no_grad():
+        for block in official.G.blocks:
+            block.gate.fill_(1.0)
+        assert torch.allclose(official.G(z, s)[0], trainer.G(z, s)[0])
+
+
 @pytest.mark.parametrize("finetune", [False, True])
 def test_damsm_image_size_resizes_what_the_image_encoder_sees(data, finetune):
     trainer = make_trainer(data, None, replace(CONFIG, damsm_image_size=64,
