@@ -52,8 +52,10 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     assert (run / "checkpoint.pt").is_file() and (run / "damsm.pt").is_file()
     config = load_torch(run / "checkpoint.pt")["config"]  # ToyBirds: the course's recipe
     assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
-            config["train.finetune_text_encoder"]) == (
-        TOYBIRDS_TRAIN.lr_g, TOYBIRDS_TRAIN.lr_d, TOYBIRDS_TRAIN.damsm_weight, True)
+            config["train.finetune_text_encoder"], config["train.gate_init_g"]) == (
+        TOYBIRDS_TRAIN.lr_g, TOYBIRDS_TRAIN.lr_d, TOYBIRDS_TRAIN.damsm_weight, True,
+        TOYBIRDS_TRAIN.gate_init_g)
+    assert (config["model.ngf"], config["model.ndf"]) == (4, 16)  # ToyBirds: D at ndf 16
     assert config["train.damsm_image_size"] is None  # the DAMSM was trained at 32 px too
     assert main(common) == 0  # second time: loaded, not trained
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
