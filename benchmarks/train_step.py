@@ -1,7 +1,9 @@
 """Images/s and peak memory of one SSA-GAN training step (D adversarial + MA-GP + G with DAMSM).
 
-Two configurations:
+Three configurations:
 
+* ``nb07``:  32 px, ngf 32, ndf 16, small-CNN DAMSM image encoder, with the text-encoder step
+  of joint training (notebook 07's default run, ``TOYBIRDS_TRAIN``);
 * ``toy``:   64 px, ngf = ndf = 32, small-CNN DAMSM image encoder (the ToyBirds config);
 * ``paper``: 256 px, ngf = ndf = 64, Inception-v3 DAMSM image encoder with random weights
   (the official CUB config; reference: the official code took 46.5 s per batch-4 step on
@@ -18,6 +20,7 @@ on the data). A benchmark, not a test::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import time
 
@@ -27,10 +30,13 @@ from t2ilib.models.image_encoder import InceptionEncoder, SmallCNNEncoder
 from t2ilib.models.ssagan import SSAGANConfig
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 from t2ilib.text.vocab import Vocabulary
-from t2ilib.train.ssagan import SSAGANTrainConfig, SSAGANTrainer, TrainData
+from t2ilib.train.ssagan import TOYBIRDS_TRAIN, SSAGANTrainConfig, SSAGANTrainer, TrainData
 
-CONFIGS = {"toy": dict(resolution=64, ngf=32, encoder="small_cnn"),
-           "paper": dict(resolution=256, ngf=64, encoder="inception")}
+CONFIGS = {"nb07": dict(resolution=32, ngf=32, ndf=16, encoder="small_cnn", recipe=TOYBIRDS_TRAIN),
+           "toy": dict(resolution=64, ngf=32, ndf=32, encoder="small_cnn",
+                       recipe=SSAGANTrainConfig()),
+           "paper": dict(resolution=256, ngf=64, ndf=64, encoder="inception",
+                         recipe=SSAGANTrainConfig())}
 N_WORDS = 5450  # CUB's vocabulary size
 
 
@@ -51,9 +57,10 @@ def measure(name: str, fast: bool, args: argparse.Namespace) -> dict:
     data = random_data(spec["resolution"], args.batch_size * (args.steps + args.warmup))
     te = TextEncoder(TextEncoderConfig(N_WORDS))
     ie = InceptionEncoder(pretrained=False) if spec["encoder"] == "inception" else SmallCNNEncoder()
-    config = SSAGANTrainConfig(batch_size=args.batch_size, amp=fast, channels_last=fast,
-                               compile=fast and args.compile, log_every=10**9)
-    model = SSAGANConfig(resolution=spec["resolution"], ngf=spec["ngf"], ndf=spec["ngf"])
+    config = dataclasses.replace(spec["recipe"], batch_size=args.batch_size, amp=fast,
+                                 channels_last=fast, compile=fast and args.compile,
+                                 log_every=10**9)
+    model = SSAGANConfig(resolution=spec["resolution"], ngf=spec["ngf"], ndf=spec["ndf"])
     trainer = SSAGANTrainer(config, model, te, ie, data, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -194,6 +194,20 @@ def test_gate_init_sets_each_networks_residual_gates(data):
         assert torch.allclose(official.G(z, s)[0], trainer.G(z, s)[0])
 
 
+def test_mode_seeking_draws_a_second_noise_and_changes_only_gs_step(data):
+    plain = make_trainer(data, None)
+    seeking = make_trainer(data, None, replace(CONFIG, mode_seeking_weight=1.0))
+    a, b = plain.batch(0, 0), seeking.batch(0, 0)
+    assert "z2" not in a and b["z2"].shape == b["z"].shape
+    assert torch.equal(a["z"], b["z"]) and not torch.equal(b["z"], b["z2"])  # z unchanged
+    before = state(plain)
+    plain.train_step(a)
+    seeking.train_step(b)
+    after_plain, after_seeking = state(plain), state(seeking)
+    changed = [k for k in before if not torch.equal(after_plain[k], after_seeking[k])]
+    assert changed and all(k.startswith("G.") for k in changed)  # D and encoders: the same
+
+
 @pytest.mark.parametrize("finetune", [False, True])
 def test_damsm_image_size_resizes_what_the_image_encoder_sees(data, finetune):
     trainer = make_trainer(data, None, replace(CONFIG, damsm_image_size=64,

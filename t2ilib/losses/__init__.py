@@ -1,1 +1,2 @@
-"""Losses: DAMSM matching (``damsm``); hinge, matching-aware pairs, MA-GP (``adversarial``)."""
+"""Losses: DAMSM matching (``damsm``); hinge, matching-aware pairs, MA-GP (``adversarial``);
+the mode-seeking diversity term (``diversity``)."""

@@ -70,6 +70,7 @@ from t2ilib.losses.adversarial import (
     ma_gp,
 )
 from t2ilib.losses.damsm import SSAGAN_GAMMAS, DAMSMGammas, damsm_loss
+from t2ilib.losses.diversity import mode_seeking_loss
 from t2ilib.models.ssagan import Discriminator, Generator, SSAGANConfig
 from t2ilib.runtime import pick_device, progress
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
@@ -117,6 +118,8 @@ class SSAGANTrainConfig:
     ema_decay: float = 0.0  # 0 = no EMA of G; e.g. 0.999
     gate_init_g: float = 0.0  # start value of G's residual gates (the official code: 0)
     gate_init_d: float = 0.0  # start value of D's residual gates (the official code: 0)
+    mode_seeking_weight: float = 0.0  # weight of MSGAN's diversity term in G's loss (0: off,
+    # as the paper; t2ilib.losses.diversity): costs a second G pass per step
     seed: int = 100
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke runs)
     log_every: int = 20  # steps between loss-log rows (and host syncs)
@@ -457,7 +460,11 @@ class SSAGANTrainer:
                                   generator=g)                                   # (B, 3, s, s)
         z = torch.randn(b, self.model_config.nz, generator=g)
         nb = self.cuda
-        return {"images": images.contiguous(memory_format=self.memory_format),
+        extra = {}
+        if cfg.mode_seeking_weight > 0:  # a second noise for the same captions
+            extra["z2"] = torch.randn(b, self.model_config.nz, generator=g).to(self.device,
+                                                                               non_blocking=nb)
+        return {**extra,"images": images.contiguous(memory_format=self.memory_format),
                 "captions": torch.stack(caps).to(self.device, non_blocking=nb),
                 "lengths": torch.tensor(lens),
                 "class_ids": self.class_ids[index.to(self.device)],
@@ -526,6 +533,11 @@ class SSAGANTrainer:
             g_adv = generator_hinge_loss(self._d.logits(self._d.features(fake), sentence))
         g_damsm = self._damsm(fake, words, sentence, lengths, class_ids, self._image_encoder)
         g_loss = g_adv + cfg.g_damsm_weight * g_damsm
+        if cfg.mode_seeking_weight > 0:
+            with self._autocast():
+                fake_2, _ = self._g(batch["z2"], sentence)  # (B, 3, s, s), the same captions
+            g_loss = g_loss + cfg.mode_seeking_weight * mode_seeking_loss(
+                fake.float(), fake_2.float(), z, batch["z2"])
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self._step_params(list(self.G.parameters()), self.opt_g)
