@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "default: on for toybirds, off for cub)")
     ssa.add_argument("--gp-mode", choices=("separate", "joint"), default="separate")
     ssa.add_argument("--ema-decay", type=float, default=0.0)
+    ssa.add_argument("--mode-seeking-weight", type=float, default=0.0,
+                     help="weight of MSGAN's diversity term in G's loss (default 0: off)")
     ssa.add_argument("--seed", type=int, default=100)
     ssa.add_argument("--max-steps-per-epoch", type=_positive, default=None)
     ssa.add_argument("--log-every", type=_positive, default=20)
@@ -212,6 +214,7 @@ def _train_ssagan(args: argparse.Namespace) -> int:
                                else args.damsm_weight),
         damsm_image_size=damsm_size if small_cnn and damsm_size != args.resolution else None,
         finetune_text_encoder=finetune, gp_mode=args.gp_mode, ema_decay=args.ema_decay,
+        mode_seeking_weight=args.mode_seeking_weight,
         max_steps_per_epoch=args.max_steps_per_epoch, log_every=args.log_every,
         amp=not args.no_amp, compile=args.compile)
     trainer = SSAGANTrainer(config, model, text_encoder, image_encoder, data, device=device,

@@ -244,6 +244,8 @@ def test_bad_settings_are_refused(data):
         SSAGANTrainConfig(gp_mode="both")
     with pytest.raises(ValueError, match="batch_size"):
         SSAGANTrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="mode_seeking_weight"):
+        SSAGANTrainConfig(mode_seeking_weight=-1.0)
     with pytest.raises(ValueError, match="resolution"):
         make_trainer(data, None, model=replace(MODEL, resolution=64))
     with pytest.raises(ValueError, match="fewer than one batch"):

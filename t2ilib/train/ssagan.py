@@ -136,6 +136,8 @@ class SSAGANTrainConfig:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.mode_seeking_weight < 0:
+            raise ValueError(f"mode_seeking_weight must be >= 0, got {self.mode_seeking_weight}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
