@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import resource
 import time
+import warnings
 
 import torch
 
@@ -54,7 +55,7 @@ def random_data(resolution: int, n: int) -> TrainData:
 def measure(name: str, fast: bool, args: argparse.Namespace) -> dict:
     spec = CONFIGS[name]
     device = torch.device(args.device)
-    data = random_data(spec["resolution"], args.batch_size * (args.steps + args.warmup))
+    data = random_data(spec["resolution"], args.batch_size * (args.steps + args.warmup + 1))
     te = TextEncoder(TextEncoderConfig(N_WORDS))
     ie = InceptionEncoder(pretrained=False) if spec["encoder"] == "inception" else SmallCNNEncoder()
     config = dataclasses.replace(spec["recipe"], batch_size=args.batch_size, amp=fast,
@@ -75,12 +76,21 @@ def measure(name: str, fast: bool, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     run(args.steps, args.warmup)
     seconds = (time.perf_counter() - start) / args.steps
+    syncs = None
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**30
+        with warnings.catch_warnings(record=True) as caught:  # CUDA warns at every host sync
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                run(1, args.warmup + args.steps)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = len(caught) - 1  # minus run()'s own synchronize at the end
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process RSS, GiB
     return {"config": name, "path": "fast" if fast else "eager fp32", "s/step": seconds,
-            "images/s": args.batch_size / seconds, "peak GiB": peak}
+            "images/s": args.batch_size / seconds, "peak GiB": peak, "syncs": syncs}
 
 
 def main() -> None:
@@ -99,11 +109,14 @@ def main() -> None:
     rows = [measure(name, fast, args) for name in args.configs for fast in paths]
     print(f"device={args.device} batch={args.batch_size} threads={torch.get_num_threads()} "
           f"torch={torch.__version__}")
-    print(f"{'config':<8}{'path':<12}{'s/step':>10}{'images/s':>10}{'peak GiB':>10}")
+    print(f"{'config':<8}{'path':<12}{'s/step':>10}{'images/s':>10}{'peak GiB':>10}"
+          f"{'syncs':>7}")
     for r in rows:
+        syncs = "-" if r["syncs"] is None else str(r["syncs"])
         print(f"{r['config']:<8}{r['path']:<12}{r['s/step']:>10.3f}{r['images/s']:>10.2f}"
-              f"{r['peak GiB']:>10.2f}")
-    note = "CPU peak = the process's max RSS (all configs so far); CUDA: max allocated"
+              f"{r['peak GiB']:>10.2f}{syncs:>7}")
+    note = ("CPU peak = the process's max RSS (all configs so far); CUDA: max allocated; "
+            "syncs = host synchronisations in one more step (CUDA's sync debug mode)")
     print(note)
 
 

@@ -167,6 +167,18 @@ def test_bad_input_raises(ids, lengths, match):
         tiny_encoder()(ids, lengths)
 
 
+def test_check_ids_false_skips_only_the_id_check():
+    enc = tiny_encoder().eval()
+    ids, lengths = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+    for a, b in zip(enc(ids, lengths), enc(ids, lengths, check_ids=False)):
+        assert torch.equal(a, b)
+    bad = torch.full((2, 3), 9, dtype=torch.long)
+    with pytest.raises(IndexError):  # the embedding's own error, not the friendly check
+        enc(bad, lengths, check_ids=False)
+    with pytest.raises(ValueError, match="lengths"):  # lengths are still checked (on the CPU)
+        enc(ids, torch.tensor([0, 2]), check_ids=False)
+
+
 def test_bad_config_raises():
     with pytest.raises(ValueError, match="even"):
         TextEncoder(TextEncoderConfig(vocab_size=10, hidden_dim=5))

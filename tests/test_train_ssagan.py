@@ -252,3 +252,27 @@ def test_bad_settings_are_refused(data):
         make_trainer(data, None, replace(CONFIG, batch_size=32))
     ids, lengths = encode_captions(data.vocab, ["a red bird"])
     assert ids.shape == (1, 18) and lengths.tolist() == [3]
+
+
+def test_train_data_checks_token_ids_once(data):
+    captions = [list(ids) for ids in data.captions]
+    captions[5] = captions[5][:2] + [len(data.vocab)]
+    with pytest.raises(ValueError, match="outside"):
+        replace(data, captions=captions)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_step_never_waits_for_the_gpu(data):
+    """The fast path's promise: no host synchronisation inside a training step."""
+    config = replace(CONFIG, finetune_text_encoder=True, ema_decay=0.9, mode_seeking_weight=1.0)
+    trainer = SSAGANTrainer(config, MODEL, TextEncoder(TextEncoderConfig(len(data.vocab),
+                            embed_dim=16, hidden_dim=32)),
+                            SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4)), data,
+                            device="cuda")
+    trainer.train_step(trainer.batch(0, 0))  # warm-up: cuDNN/cuBLAS set-up may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.train_step(trainer.batch(0, 1))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

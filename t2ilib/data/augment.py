@@ -64,9 +64,10 @@ def crop_flip(images: Tensor, top: Tensor, left: Tensor, flips: Tensor, size: in
         raise ValueError("crop window outside the image")
     dev = images.device
     steps = torch.arange(size, device=dev)
-    rows = top.to(dev)[:, None] + steps                                   # (B, size)
-    cols = left.to(dev)[:, None] + steps                                  # (B, size)
-    cols = torch.where(flips.to(dev)[:, None], cols.flip(1), cols)        # mirror: right to left
+    # non_blocking: parameters drawn on the CPU reach a GPU without stalling it
+    rows = top.to(dev, non_blocking=True)[:, None] + steps                # (B, size)
+    cols = left.to(dev, non_blocking=True)[:, None] + steps               # (B, size)
+    cols = torch.where(flips.to(dev, non_blocking=True)[:, None], cols.flip(1), cols)  # mirror
     pixel = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, -1)   # (B, 1, size*size)
     out = images.reshape(b, c, h * w).gather(2, pixel.expand(b, c, -1))   # (B, C, size*size)
     return out.reshape(b, c, size, size)

@@ -188,6 +188,12 @@ class TrainData:
         if self.images.shape[-1] < self.image_size:
             raise ValueError(f"cached images ({self.images.shape[-1]} px) are smaller than "
                              f"image_size {self.image_size}")
+        # token ids are checked here, once, so the training step need not read them back
+        n_words = len(self.vocab)
+        bad = [ids for ids in self.captions if ids and not 0 <= min(ids) <= max(ids) < n_words]
+        if bad:
+            raise ValueError(f"{len(bad)} captions hold token ids outside [0, {len(self.vocab)}) "
+                             f"of the vocabulary, e.g. {bad[0]}")
 
     @classmethod
     def from_dataset(cls, dataset: CaptionedImages, name: str = "data") -> TrainData:
@@ -451,6 +457,8 @@ class SSAGANTrainer:
         order = ddp.shard_permutation(len(data), epoch, cfg.seed, self.dist)
         b = cfg.batch_size
         index = torch.tensor(order[step_in_epoch * b:(step_in_epoch + 1) * b])  # (B,)
+        nb = self.cuda  # host -> GPU copies that do not wait for the GPU (no host sync)
+        on_device = index.to(self.device, non_blocking=nb)
         g = step_generator(cfg.seed, epoch, step_in_epoch, self.dist.rank)
         caps, lens = [], []
         for i in index.tolist():
@@ -458,18 +466,17 @@ class SSAGANTrainer:
             ids, n = fit_caption(data.captions[i * data.captions_per_image + j], data.words_num, g)
             caps.append(ids)
             lens.append(n)
-        images = random_crop_flip(self.images[index.to(self.device)], data.image_size,
+        images = random_crop_flip(self.images[on_device], data.image_size,
                                   generator=g)                                   # (B, 3, s, s)
         z = torch.randn(b, self.model_config.nz, generator=g)
-        nb = self.cuda
         extra = {}
         if cfg.mode_seeking_weight > 0:  # a second noise for the same captions
-            extra["z2"] = torch.randn(b, self.model_config.nz, generator=g).to(self.device,
-                                                                               non_blocking=nb)
-        return {**extra,"images": images.contiguous(memory_format=self.memory_format),
+            z2 = torch.randn(b, self.model_config.nz, generator=g)
+            extra["z2"] = z2.to(self.device, non_blocking=nb)
+        return {**extra, "images": images.contiguous(memory_format=self.memory_format),
                 "captions": torch.stack(caps).to(self.device, non_blocking=nb),
                 "lengths": torch.tensor(lens),
-                "class_ids": self.class_ids[index.to(self.device)],
+                "class_ids": self.class_ids[on_device],
                 "z": z.to(self.device, non_blocking=nb)}
 
     def _damsm(self, images: Tensor, words: Tensor, sentence: Tensor, lengths: Tensor,
@@ -477,7 +484,8 @@ class SSAGANTrainer:
         with self._autocast():
             regions, codes = encoder(resize_for_encoder(images, self.config.damsm_image_size))
         return damsm_loss(regions.float(), codes.float(), words.float(), sentence.float(),
-                          lengths.to(self.device), class_ids, self.config.gammas).total
+                          lengths.to(self.device, non_blocking=self.cuda), class_ids,
+                          self.config.gammas).total
 
     def _step_params(self, params, opt: torch.optim.Optimizer) -> None:
         ddp.average_gradients(params, self.dist)
@@ -495,8 +503,8 @@ class SSAGANTrainer:
         if self.opt_enc is not None:
             self.text_encoder.train()
             self.image_encoder.train()
-            with self._autocast():
-                words, sentence = self.text_encoder(captions, lengths)
+            with self._autocast():  # ids were checked by TrainData
+                words, sentence = self.text_encoder(captions, lengths, check_ids=False)
             enc_loss = self._damsm(real, words, sentence, lengths, class_ids, self.image_encoder)
             self.opt_enc.zero_grad(set_to_none=True)
             enc_loss.backward()
@@ -506,7 +514,7 @@ class SSAGANTrainer:
             words, sentence = words.detach().float(), sentence.detach().float()
         else:
             with torch.no_grad(), self._autocast():
-                words, sentence = self.text_encoder(captions, lengths)
+                words, sentence = self.text_encoder(captions, lengths, check_ids=False)
             words, sentence = words.float(), sentence.float()
             enc_loss = zero
 
