@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssa.add_argument("--log-every", type=_positive, default=20)
     ssa.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too")
     ssa.add_argument("--compile", action="store_true", help="torch.compile G and D")
+    ssa.add_argument("--tensorboard", action="store_true",
+                     help="also log losses and samples to RUN_DIR/tensorboard")
     ssa.add_argument("--retrain", action="store_true", help="ignore an existing checkpoint")
 
     sample = commands.add_parser("sample", help="draw images for captions from a checkpoint")
@@ -216,7 +218,7 @@ def _train_ssagan(args: argparse.Namespace) -> int:
         finetune_text_encoder=finetune, gp_mode=args.gp_mode, ema_decay=args.ema_decay,
         mode_seeking_weight=args.mode_seeking_weight,
         max_steps_per_epoch=args.max_steps_per_epoch, log_every=args.log_every,
-        amp=not args.no_amp, compile=args.compile)
+        amp=not args.no_amp, compile=args.compile, tensorboard=args.tensorboard)
     trainer = SSAGANTrainer(config, model, text_encoder, image_encoder, data, device=device,
                             run_dir=run_dir, dist=info)
     result = load_or_train_ssagan(trainer, retrain=args.retrain)

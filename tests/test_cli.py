@@ -77,8 +77,9 @@ def test_train_flags_override_the_recipe(tmp_path, capsys):
                  "--epochs", "1", "--max-steps-per-epoch", "1", "--damsm-epochs", "1",
                  "--device", "cpu", "--lr-g", "1e-4", "--lr-d", "4e-4",
                  "--damsm-weight", "0", "--no-finetune-text-encoder",
-                 "--mode-seeking-weight", "2"]) == 0
+                 "--mode-seeking-weight", "2", "--tensorboard"]) == 0
     config = load_torch(run / "checkpoint.pt")["config"]
     assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
             config["train.finetune_text_encoder"], config["train.mode_seeking_weight"]) == (
         1e-4, 4e-4, 0.0, False, 2.0)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))  # --tensorboard logged

@@ -5,6 +5,7 @@ Tiny models (ngf = ndf = 4, 32-d text) at 32 px on a 16-image ToyBirds set, on t
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import threading
@@ -252,6 +253,22 @@ def test_bad_settings_are_refused(data):
         make_trainer(data, None, replace(CONFIG, batch_size=32))
     ids, lengths = encode_captions(data.vocab, ["a red bird"])
     assert ids.shape == (1, 18) and lengths.tolist() == [3]
+
+
+def test_tensorboard_logs_the_losses_and_the_sample_grids(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = make_trainer(data, tmp_path, replace(CONFIG, tensorboard=True))
+    trainer.fit(progress_bar=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    d_loss = events.Scalars("loss/d_loss")
+    assert [e.step for e in d_loss] == [2, 4]  # log_every=2, 2 epochs of 2 steps
+    with open(tmp_path / "losses.csv") as f:  # the same numbers as the CSV log
+        rows = list(csv.DictReader(f))
+    assert [round(e.value, 4) for e in d_loss] == [round(float(r["d_loss"]), 4) for r in rows]
+    assert [e.step for e in events.Images("samples")] == [2, 4]  # one grid per epoch
+    assert trainer.fingerprint() == make_trainer(data, None).fingerprint()  # run-only setting
 
 
 def test_train_data_checks_token_ids_once(data):

@@ -92,7 +92,7 @@ GP_MODES = ("separate", "joint")
 #: Columns of the loss log (besides ``step`` and ``epoch``), in the order of the loss vector.
 LOSS_NAMES = ("d_loss", "d_real", "d_fake", "d_mismatch", "ma_gp", "g_adv", "g_damsm", "enc_damsm")
 #: Config fields that may change between a checkpoint and the run resuming it.
-RUN_ONLY_FIELDS = ("epochs", "log_every", "amp", "channels_last", "compile")
+RUN_ONLY_FIELDS = ("epochs", "log_every", "amp", "channels_last", "compile", "tensorboard")
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -126,6 +126,7 @@ class SSAGANTrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; the CPU always runs fp32
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile G and D's forward passes
+    tensorboard: bool = False  # also log losses and sample grids to run_dir/tensorboard
 
     def __post_init__(self) -> None:
         if self.gp_mode not in GP_MODES:
@@ -380,6 +381,7 @@ class SSAGANTrainer:
                                         generator=step_generator(config.seed, -1))
         self._loss_sum = torch.zeros(len(LOSS_NAMES), device=device)
         self._loss_count = 0
+        self._tensorboard = None  # a SummaryWriter, opened by the first log row
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> dict[str, Any]:
@@ -613,6 +615,9 @@ class SSAGANTrainer:
                 if self.run_dir is not None:
                     self.save()
         bar.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
         return self.result(trained=True, interrupted=interrupted)
 
     def _sync_buffers(self) -> None:
@@ -654,6 +659,20 @@ class SSAGANTrainer:
                 writer.writeheader()
             writer.writerow({k: (round(v, 6) if isinstance(v, float) else v)
                              for k, v in row.items()})
+        if self.config.tensorboard:
+            for name in LOSS_NAMES:
+                self.tensorboard().add_scalar(f"loss/{name}", row[name], self.step)
+
+    def tensorboard(self):
+        """This run's ``SummaryWriter`` (``run_dir/tensorboard``; ``tensorboard --logdir``)."""
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:  # torch's writer needs the tensorboard package
+                raise ImportError("tensorboard=True needs the tensorboard package: "
+                                  "pip install tensorboard") from err
+            self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._tensorboard
 
     def _truncate_log(self) -> None:
         """Drop log rows written after the checkpoint being resumed (a hard crash)."""
@@ -697,6 +716,9 @@ class SSAGANTrainer:
         from t2ilib.viz import save_grid
 
         images, _ = self.sample()
+        if self.config.tensorboard:
+            from t2ilib.viz import make_grid
+            self.tensorboard().add_image("samples", make_grid(images), self.step)
         return save_grid(images, self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
 
 
