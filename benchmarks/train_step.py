@@ -11,7 +11,9 @@ Three configurations:
 
 Each runs eager fp32 and, on CUDA, the fast path (bf16 autocast, channels_last, fused Adam,
 optionally torch.compile) side by side, with random data (the step's cost does not depend
-on the data). A benchmark, not a test::
+on the data). On CUDA, eager fp32 runs twice: with PyTorch's defaults (cuDNN convolutions
+already use TF32 tensor cores) and strict (``cudnn.allow_tf32 = False``: true fp32
+arithmetic). A benchmark, not a test::
 
     python benchmarks/train_step.py --device cpu --batch-size 4 --configs paper --steps 2
     python benchmarks/train_step.py --device cuda --batch-size 24 --compile
@@ -52,7 +54,10 @@ def random_data(resolution: int, n: int) -> TrainData:
                      class_ids=torch.arange(n), vocab=vocab, image_size=resolution, name="random")
 
 
-def measure(name: str, fast: bool, args: argparse.Namespace) -> dict:
+def measure(name: str, path: str, args: argparse.Namespace) -> dict:
+    """One row of the table; ``path`` is ``"eager fp32"``, ``"fp32 strict"`` or ``"fast"``."""
+    fast = path == "fast"
+    torch.backends.cudnn.allow_tf32 = path != "fp32 strict"
     spec = CONFIGS[name]
     device = torch.device(args.device)
     data = random_data(spec["resolution"], args.batch_size * (args.steps + args.warmup + 1))
@@ -89,7 +94,8 @@ def measure(name: str, fast: bool, args: argparse.Namespace) -> dict:
         syncs = len(caught) - 1  # minus run()'s own synchronize at the end
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process RSS, GiB
-    return {"config": name, "path": "fast" if fast else "eager fp32", "s/step": seconds,
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default
+    return {"config": name, "path": path, "s/step": seconds,
             "images/s": args.batch_size / seconds, "peak GiB": peak, "syncs": syncs}
 
 
@@ -105,18 +111,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    paths = [False, True] if args.device.startswith("cuda") else [False]  # CPU: fp32 only
-    rows = [measure(name, fast, args) for name in args.configs for fast in paths]
+    paths = (["fp32 strict", "eager fp32", "fast"] if args.device.startswith("cuda")
+             else ["eager fp32"])  # the CPU: fp32 only
+    rows = [measure(name, path, args) for name in args.configs for path in paths]
     print(f"device={args.device} batch={args.batch_size} threads={torch.get_num_threads()} "
           f"torch={torch.__version__}")
     print(f"{'config':<8}{'path':<12}{'s/step':>10}{'images/s':>10}{'peak GiB':>10}"
-          f"{'syncs':>7}")
+          f"{'syncs':>7}{'speed-up':>10}")
+    eager = {r["config"]: r["s/step"] for r in rows if r["path"] == "eager fp32"}
     for r in rows:
         syncs = "-" if r["syncs"] is None else str(r["syncs"])
         print(f"{r['config']:<8}{r['path']:<12}{r['s/step']:>10.3f}{r['images/s']:>10.2f}"
-              f"{r['peak GiB']:>10.2f}{syncs:>7}")
+              f"{r['peak GiB']:>10.2f}{syncs:>7}{eager[r['config']] / r['s/step']:>9.2f}x")
     note = ("CPU peak = the process's max RSS (all configs so far); CUDA: max allocated; "
-            "syncs = host synchronisations in one more step (CUDA's sync debug mode)")
+            "syncs = host synchronisations in one more step (CUDA's sync debug mode); "
+            "speed-up = eager fp32 s/step / this row's")
     print(note)
 
 
