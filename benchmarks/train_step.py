@@ -2,12 +2,11 @@
 
 Three configurations:
 
-* ``nb07``:  32 px, ngf 32, ndf 16, small-CNN DAMSM image encoder, with the text-encoder step
-  of joint training (notebook 07's default run, ``TOYBIRDS_TRAIN``);
-* ``toy``:   64 px, ngf = ndf = 32, small-CNN DAMSM image encoder (the ToyBirds config);
-* ``paper``: 256 px, ngf = ndf = 64, Inception-v3 DAMSM image encoder with random weights
-  (the official CUB config; reference: the official code took 46.5 s per batch-4 step on
-  2 CPU threads, 0.09 images/s).
+* ``nb07``:  the ``TOYBIRDS`` recipe (notebook 07: 32 px, ngf 32, ndf 16, small-CNN DAMSM
+  image encoder, with the encoder step of joint training);
+* ``toy``:   the ``PAPER`` recipe's training at 64 px, ngf = ndf = 32, small-CNN DAMSM;
+* ``paper``: the ``PAPER`` recipe (256 px, ngf = ndf = 64, Inception-v3 DAMSM image encoder
+  with random weights).
 
 Each runs eager fp32 and, on CUDA, the fast path (bf16 autocast, channels_last, fused Adam,
 optionally torch.compile) side by side, with random data (the step's cost does not depend
@@ -22,24 +21,22 @@ arithmetic). A benchmark, not a test::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import resource
 import time
 import warnings
 
 import torch
 
-from t2ilib.models.image_encoder import InceptionEncoder, SmallCNNEncoder
-from t2ilib.models.ssagan import SSAGANConfig
+from t2ilib.damsm.image_encoder import InceptionEncoder, SmallCNNEncoder
+from t2ilib.data.trainset import TrainData
+from t2ilib.ssagan.recipes import PAPER, TOYBIRDS
+from t2ilib.ssagan.train import ssagan_engine
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 from t2ilib.text.vocab import Vocabulary
-from t2ilib.train.ssagan import TOYBIRDS_TRAIN, SSAGANTrainConfig, SSAGANTrainer, TrainData
 
-CONFIGS = {"nb07": dict(resolution=32, ngf=32, ndf=16, encoder="small_cnn", recipe=TOYBIRDS_TRAIN),
-           "toy": dict(resolution=64, ngf=32, ndf=32, encoder="small_cnn",
-                       recipe=SSAGANTrainConfig()),
-           "paper": dict(resolution=256, ngf=64, ndf=64, encoder="inception",
-                         recipe=SSAGANTrainConfig())}
+CONFIGS = {"nb07": dict(encoder="small_cnn", recipe=TOYBIRDS),
+           "toy": dict(encoder="small_cnn", recipe=PAPER.with_(resolution=64, ngf=32, ndf=32)),
+           "paper": dict(encoder="inception", recipe=PAPER)}
 N_WORDS = 5450  # CUB's vocabulary size
 
 
@@ -60,20 +57,21 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
     torch.backends.cudnn.allow_tf32 = path != "fp32 strict"
     spec = CONFIGS[name]
     device = torch.device(args.device)
-    data = random_data(spec["resolution"], args.batch_size * (args.steps + args.warmup + 1))
+    recipe = spec["recipe"].with_(batch_size=args.batch_size, amp=fast, channels_last=fast,
+                                  compile=fast and args.compile, log_every=10**9)
+    data = random_data(recipe.model.resolution,
+                       args.batch_size * (args.steps + args.warmup + 1))
     te = TextEncoder(TextEncoderConfig(N_WORDS))
     ie = InceptionEncoder(pretrained=False) if spec["encoder"] == "inception" else SmallCNNEncoder()
-    config = dataclasses.replace(spec["recipe"], batch_size=args.batch_size, amp=fast,
-                                 channels_last=fast, compile=fast and args.compile,
-                                 log_every=10**9)
-    model = SSAGANConfig(resolution=spec["resolution"], ngf=spec["ngf"], ndf=spec["ndf"])
-    trainer = SSAGANTrainer(config, model, te, ie, data, device=device)
+    engine = ssagan_engine(recipe, te, ie, data, device=device)
+    task = engine.task
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def run(k: int, offset: int) -> None:
+    def run(k: int, offset: int) -> None:  # the engine's step: the task's under its autocast
         for i in range(k):
-            trainer.train_step(trainer.batch(0, offset + i))
+            with engine.autocast():
+                task.step(task.batch(0, offset + i))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 

@@ -14,7 +14,7 @@ The result is the layout AttnGAN, DF-GAN and SSA-GAN read (reference notes ``ssa
     <root>/birds/segmentations/<class>/<image>.png   only with --segmentations
 
 Every archive is streamed with a progress bar, resumed after an interruption, checked against
-the checksum table in ``t2ilib/data/download.py`` and extracted safely
+the checksum table in ``t2ilib/data/resources.py`` and extracted safely
 (``t2ilib/data/archives.py``).
 ``birds.zip`` has no published checksum: its first download is trusted and its SHA-256 recorded
 in ``downloads/birds.zip.sha256`` (trust on first use). Rerunning is cheap: verified archives are
@@ -34,14 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from t2ilib.data.archives import UnsafeArchiveError, extract
-from t2ilib.data.download import (
-    RESOURCES,
-    DownloadError,
-    Resource,
-    add_download_arguments,
-    explain_failure,
-    fetch,
-)
+from t2ilib.data.download import add_download_arguments, explain_failure, fetch
+from t2ilib.data.resources import RESOURCES, DownloadError, Resource
 
 #: Paths (relative to ``<root>/birds``) the readers need; ``captions.pickle`` is rebuilt if absent.
 REQUIRED = ("CUB_200_2011/images", "CUB_200_2011/images.txt", "CUB_200_2011/bounding_boxes.txt",

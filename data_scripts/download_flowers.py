@@ -28,14 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from t2ilib.data.archives import UnsafeArchiveError, extract
-from t2ilib.data.download import (
-    RESOURCES,
-    DownloadError,
-    Resource,
-    add_download_arguments,
-    explain_failure,
-    fetch,
-)
+from t2ilib.data.download import add_download_arguments, explain_failure, fetch
+from t2ilib.data.resources import RESOURCES, DownloadError, Resource
 
 
 def files_needed(root: str | os.PathLike[str],

@@ -2,8 +2,9 @@
 
 The oracle (``t2ilib.metrics.toy_oracle``) is the judge of notebooks 07-09: it reads every
 attribute of a ToyBirds image and segments the bird. It is trained on real training images
-only, and its checkpoint lands in ``$T2I_DATA/checkpoints/toy_oracle_<hash>.pt`` where the
-notebooks find it::
+only, by the course's training engine; its run folder ``$T2I_DATA/checkpoints/toy_oracle_<hash>/``
+(``checkpoint.pt``, ``losses.csv``) is where the notebooks find it, and an interrupted run
+(Ctrl-C) resumes from it::
 
     python data_scripts/train_toy_oracle.py                      # data/toybirds, defaults
     python data_scripts/train_toy_oracle.py --steps 3000 --retrain
@@ -19,7 +20,8 @@ import sys
 from pathlib import Path
 
 from t2ilib.data.toybirds import ensure_toybirds
-from t2ilib.metrics.toy_oracle import JUDGE_THRESHOLD, OracleTrainConfig, load_or_train_oracle
+from t2ilib.metrics.toy_oracle import JUDGE_THRESHOLD
+from t2ilib.metrics.toy_oracle_train import OracleTrainConfig, load_or_train_oracle
 from t2ilib.runtime import pick_device
 
 MEAN_GATE, IOU_GATE = 0.98, 0.9
@@ -36,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.data_dir if args.data_dir is not None else ensure_toybirds()
     config = OracleTrainConfig(steps=args.steps, batch_size=args.batch_size)
-    _, report = load_or_train_oracle(root, config=config, retrain=args.retrain,
-                                     device=pick_device(args.device))
+    try:
+        _, report = load_or_train_oracle(root, config=config, retrain=args.retrain,
+                                         device=pick_device(args.device))
+    except KeyboardInterrupt as stop:  # Ctrl-C: the checkpoint is saved, a rerun resumes
+        print(stop)
+        return 130
     print(report)
     if report.train_seconds:
         print(f"trained in {report.train_seconds:.0f} s")

@@ -22,7 +22,12 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_write", "save_torch", "load_torch"]
+__all__ = ["MissingWeightsError", "atomic_write", "save_torch", "load_torch",
+           "remove_stale_temporaries"]
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Pretrained weights were asked for but no local file holds them (nothing is downloaded)."""
 
 
 @contextlib.contextmanager
@@ -75,3 +80,16 @@ def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that :func:`atomic_write` leaves
+    when its process is killed mid-write; returns what was removed. Call it when a process
+    starts writing to ``folder`` (the training engine does), not while another one writes."""
+    folder = Path(folder)
+    removed = []
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed

@@ -1,4 +1,4 @@
-"""Tests of t2ilib.losses.adversarial: hinge terms, matching-aware pairs and MA-GP.
+"""Tests of t2ilib.ssagan.losses: hinge terms, matching-aware pairs and MA-GP.
 
 Expected values are computed independently: hinge terms by hand from fixed logits, MA-GP
 from D's whose input gradient is known in closed form (linear and bilinear D), and the
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from t2ilib.losses.adversarial import (
+from t2ilib.ssagan.losses import (
     HingeTerms,
     discriminator_adversarial_loss,
     discriminator_hinge_loss,

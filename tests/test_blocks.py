@@ -1,4 +1,4 @@
-"""Conditional BN, DF-GAN's affine fusion and the DFBlock (t2ilib.models.blocks)."""
+"""Conditional BN, DF-GAN's affine fusion and the DFBlock (t2ilib.ssagan.blocks)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from t2ilib.models.blocks import Affine, ConditionalBatchNorm2d, DFBlock, condition_mlp
+from t2ilib.ssagan.blocks import Affine, ConditionalBatchNorm2d, DFBlock, condition_mlp
 
 from .helpers import randomize_zero_params
 

@@ -1,4 +1,5 @@
-"""Training checkpoints: exact RNG round-trip, weights_only loading, mismatch errors, signals."""
+"""Checkpoints and the engine: exact RNG round-trip, weights_only loading, one format with
+its kinds, mismatch errors, signals, leftovers of killed saves, fresh logs."""
 
 from __future__ import annotations
 
@@ -6,23 +7,28 @@ import os
 import random
 import signal
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
-from t2ilib.train.checkpoint import (
+from t2ilib.engine.checkpoint import (
+    FORMAT,
     CheckpointMismatch,
     capture_rng_state,
-    load_checkpoint,
+    read_checkpoint,
     restore_rng_state,
-    save_checkpoint,
+    run_fingerprint,
     stop_on_signals,
 )
+from t2ilib.engine.loop import Engine, step_generator
 
 
 @dataclass
 class Cfg:
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("epochs",)
+
     lr: float = 1e-4
     width: int = 8
     epochs: int = 3
@@ -53,45 +59,101 @@ def _model_and_opt(seed: int):
     return model, opt
 
 
-def test_save_then_load_restores_modules_and_rng(tmp_path):
-    model, opt = _model_and_opt(0)
-    path = tmp_path / "run.pt"
-    save_checkpoint(path, modules={"model": model, "opt": opt}, step=7, epoch=1,
-                    config=asdict(Cfg()), vocab_fingerprint="abc")
-    expected_next = torch.rand(2)
+class LinearTask:
+    """The smallest engine task: a linear model fitting the sum of its inputs."""
 
-    other, other_opt = _model_and_opt(1)
-    payload = load_checkpoint(path, modules={"model": other, "opt": other_opt},
-                              config=asdict(Cfg()), vocab_fingerprint="abc")
-    assert payload["step"] == 7 and payload["epoch"] == 1
-    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+    kind = "linear"
+    loss_names = ("mse",)
+    steps_per_epoch = 3
+    epochs = 2
+    device = torch.device("cpu")
+
+    def __init__(self, width: int = 4, lr: float = 0.1):
+        self.model, self.opt = _model_and_opt(0)
+        self.cfg = Cfg(lr=lr, width=width)
+
+    def state(self):
+        return {"model": self.model, "opt": self.opt}
+
+    def fingerprint(self):
+        return run_fingerprint(train=self.cfg)
+
+    def meta(self):
+        return {"config": self.cfg}
+
+    def start_epoch(self, epoch):
+        self.model.train()
+
+    def batch(self, epoch, step):
+        return torch.randn(5, 4, generator=step_generator(0, epoch, step))
+
+    def step(self, x):
+        loss = (self.model(x) - x.sum(1, keepdim=True)).pow(2).mean() + 0 * torch.rand(())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()[None]
+
+    def samples(self):
+        return None
+
+
+def test_save_then_load_restores_modules_and_rng(tmp_path):
+    engine = Engine(LinearTask(), tmp_path)
+    engine.fit(stop_after=4, progress_bar=False)
+    expected_next = torch.rand(2)
+    other = Engine(LinearTask(), tmp_path)
+    payload = other.load()
+    assert payload["kind"] == "linear" and payload["format"] == FORMAT
+    assert (other.step, other.epoch, other.step_in_epoch) == (4, 1, 1)
+    for a, b in zip(engine.task.model.state_dict().values(),
+                    other.task.model.state_dict().values()):
         assert torch.equal(a, b)
-    assert other_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    assert (other.task.opt.state_dict()["state"][0]["step"]
+            == engine.task.opt.state_dict()["state"][0]["step"])
     assert torch.equal(torch.rand(2), expected_next)  # the RNG continues where it was saved
-    # weights_only loading works on the file as written
-    torch.load(path, weights_only=True)
+    assert payload["meta"] == {"config": asdict(Cfg(lr=0.1, width=4))}
+    torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # weights_only loads it as written
     assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"
 
 
-def test_other_config_or_vocabulary_is_refused_with_names(tmp_path):
-    model, _ = _model_and_opt(0)
-    path = tmp_path / "run.pt"
-    save_checkpoint(path, modules={"model": model}, step=1, epoch=0, config=asdict(Cfg()),
-                    vocab_fingerprint="abc")
-    with pytest.raises(CheckpointMismatch, match=r"width: checkpoint has 8, this run has 16"):
-        load_checkpoint(path, modules={"model": model}, config=asdict(Cfg(width=16)))
-    # fields listed in ignore (training longer) may differ
-    load_checkpoint(path, modules={"model": model}, config=asdict(Cfg(epochs=9)), ignore=["epochs"])
-    with pytest.raises(CheckpointMismatch, match="another vocabulary"):
-        load_checkpoint(path, modules={"model": model}, vocab_fingerprint="xyz")
-    with pytest.raises(CheckpointMismatch, match="no state for"):
-        load_checkpoint(path, modules={"model": model, "ema": model})
+def test_other_config_or_kind_is_refused_with_names(tmp_path):
+    Engine(LinearTask(), tmp_path).fit(stop_after=1, progress_bar=False)
+    with pytest.raises(CheckpointMismatch, match=r"train.width: checkpoint has 4, this run has 16"):
+        Engine(LinearTask(width=16), tmp_path).load()
+    Engine(LinearTask(), tmp_path).load()  # a run-only field (epochs) may differ: not fingerprinted
+    with pytest.raises(CheckpointMismatch, match="is a 'linear' checkpoint, not 'ssagan'"):
+        read_checkpoint(tmp_path / "checkpoint.pt", "ssagan")
 
 
-def test_not_a_checkpoint_is_refused(tmp_path):
-    torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
-    with pytest.raises(CheckpointMismatch, match="not a t2ilib training checkpoint"):
-        load_checkpoint(tmp_path / "x.pt", modules={})
+def test_run_fingerprint_flattens_sections_and_drops_run_only_fields():
+    fp = run_fingerprint(train=Cfg(), data={"n": 3}, world_size=2)
+    assert fp == {"train.lr": 1e-4, "train.width": 8, "data.n": 3, "world_size": 2}
+
+
+@pytest.mark.parametrize("payload, expected", [
+    ({"weights": torch.zeros(1)}, "no t2ilib checkpoint format"),
+    ({"format": "t2ilib.checkpoint.v1", "state": {}}, "format 't2ilib.checkpoint.v1'"),
+    ({"format": "t2ilib.damsm.v1"}, "remake it"),
+])
+def test_other_formats_are_refused_with_how_to_remake(tmp_path, payload, expected):
+    torch.save(payload, tmp_path / "x.pt")
+    with pytest.raises(CheckpointMismatch, match=expected):
+        read_checkpoint(tmp_path / "x.pt", "ssagan")
+
+
+def test_a_killed_save_leaves_no_temporary_file_at_the_next_start(tmp_path):
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    Engine(LinearTask(), tmp_path)
+    assert not stale.exists()
+
+
+def test_a_fresh_run_never_appends_to_an_old_log(tmp_path):
+    (tmp_path / "losses.csv").write_text("step,epoch,mse\n1,0.1,9.0\n")
+    Engine(LinearTask(), tmp_path).fit(progress_bar=False)
+    steps = [line.split(",")[0] for line in (tmp_path / "losses.csv").read_text().splitlines()]
+    assert steps == ["step", "3", "6"]  # one row per epoch (log_every 20 > 3 steps)
 
 
 def test_sigterm_sets_the_stop_flag_instead_of_killing():

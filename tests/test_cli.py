@@ -9,10 +9,10 @@ import sys
 import pytest
 from PIL import Image
 
-from t2ilib.cli import main
+from t2ilib.apps.cli import main
 from t2ilib.data.toybirds import write_toybirds
 from t2ilib.io import load_torch
-from t2ilib.train.ssagan import TOYBIRDS_TRAIN
+from t2ilib.ssagan.recipes import TOYBIRDS
 
 from .helpers import assert_one_line_error
 
@@ -49,12 +49,12 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     assert main(common) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["status"] == "done" and first["step"] == 1
-    assert (run / "checkpoint.pt").is_file() and (run / "damsm.pt").is_file()
-    config = load_torch(run / "checkpoint.pt")["config"]  # ToyBirds: the course's recipe
+    assert (run / "checkpoint.pt").is_file() and (run / "damsm" / "checkpoint.pt").is_file()
+    config = load_torch(run / "checkpoint.pt")["fingerprint"]  # ToyBirds: the course's recipe
     assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
             config["train.finetune_text_encoder"], config["train.gate_init_g"]) == (
-        TOYBIRDS_TRAIN.lr_g, TOYBIRDS_TRAIN.lr_d, TOYBIRDS_TRAIN.damsm_weight, True,
-        TOYBIRDS_TRAIN.gate_init_g)
+        TOYBIRDS.train.lr_g, TOYBIRDS.train.lr_d, TOYBIRDS.train.damsm_weight, True,
+        TOYBIRDS.train.gate_init_g)
     assert (config["model.ngf"], config["model.ndf"]) == (4, 16)  # ToyBirds: D at ndf 16
     assert config["train.damsm_image_size"] is None  # the DAMSM was trained at 32 px too
     assert main(common) == 0  # second time: loaded, not trained
@@ -78,8 +78,25 @@ def test_train_flags_override_the_recipe(tmp_path, capsys):
                  "--device", "cpu", "--lr-g", "1e-4", "--lr-d", "4e-4",
                  "--damsm-weight", "0", "--no-finetune-text-encoder",
                  "--mode-seeking-weight", "2", "--tensorboard"]) == 0
-    config = load_torch(run / "checkpoint.pt")["config"]
+    config = load_torch(run / "checkpoint.pt")["fingerprint"]
     assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
             config["train.finetune_text_encoder"], config["train.mode_seeking_weight"]) == (
         1e-4, 4e-4, 0.0, False, 2.0)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))  # --tensorboard logged
+
+
+def test_recipe_paper_is_the_official_run_with_overrides(tmp_path, capsys):
+    """``--recipe paper`` takes every value from PAPER but what the command line sets."""
+    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
+    run = tmp_path / "run"
+    assert main(["train", "ssagan", "--recipe", "paper", "--dataset", "toybirds",
+                 "--data-dir", str(data), "--run-dir", str(run), "--resolution", "32",
+                 "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--epochs", "1",
+                 "--max-steps-per-epoch", "1", "--damsm-epochs", "1", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["recipe"] == "paper"
+    config = load_torch(run / "checkpoint.pt")["fingerprint"]
+    assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
+            config["train.finetune_text_encoder"], config["train.betas"]) == (
+        1e-4, 4e-4, 0.05, False, [0.0, 0.9])
+    assert (config["model.resolution"], config["model.ngf"], config["train.batch_size"]) == (
+        32, 4, 4)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from t2ilib.losses.damsm import (
+from t2ilib.damsm.losses import (
     ATTNGAN_GAMMAS,
     SSAGAN_GAMMAS,
     DAMSMGammas,

@@ -8,7 +8,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from t2ilib.train import ddp
+from t2ilib.engine import ddp
 
 WORLD = 2
 
@@ -23,11 +23,13 @@ def _worker(rank: int, port: int, data_root: str, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), T2I_PROGRESS="0")
     torch.set_num_threads(1)
+    from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
     from t2ilib.data.cache import CachedCUBDataset
-    from t2ilib.models.image_encoder import SmallCNNConfig, SmallCNNEncoder
-    from t2ilib.models.ssagan import SSAGANConfig
+    from t2ilib.data.trainset import TrainData
+    from t2ilib.ssagan.model import SSAGANConfig
+    from t2ilib.ssagan.recipes import Recipe, SSAGANTrainConfig
+    from t2ilib.ssagan.train import ssagan_engine
     from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-    from t2ilib.train.ssagan import SSAGANTrainConfig, SSAGANTrainer, TrainData
 
     info = ddp.init_distributed("gloo")
     data = TrainData.from_dataset(CachedCUBDataset(None, "train", image_size=32, uint8=True,
@@ -37,12 +39,12 @@ def _worker(rank: int, port: int, data_root: str, out_dir: str) -> None:
     ie = SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4))
     config = SSAGANTrainConfig(epochs=1, batch_size=2, finetune_text_encoder=True, seed=5)
     model = SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=32)
-    trainer = SSAGANTrainer(config, model, te, ie, data, device="cpu",
+    trainer = ssagan_engine(Recipe("test", model, config), te, ie, data, device="cpu",
                             run_dir=os.path.join(out_dir, "run"), dist=info)
-    first_batch = trainer.batch(0, 0)["images"]
+    first_batch = trainer.task.batch(0, 0).images
     trainer.fit()
     torch.save({"params": {f"{m}.{k}": v for m in ("G", "D", "text_encoder", "image_encoder")
-                           for k, v in getattr(trainer, m).state_dict().items()},
+                           for k, v in getattr(trainer.task, m).state_dict().items()},
                 "first_batch": first_batch, "steps": trainer.step},
                os.path.join(out_dir, f"rank{rank}.pt"))
     ddp.shutdown_distributed()

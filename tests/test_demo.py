@@ -1,4 +1,4 @@
-"""The demo app of notebook 10 (``t2ilib.demo``), driven from Python as a user would.
+"""The demo app of notebook 10 (``t2ilib.apps.demo``), driven from Python as a user would.
 
 Widgets get new values (which runs the same observers a browser edit runs) and the tests
 look at the pictures, the messages and the state. The models are tiny and untrained
@@ -17,27 +17,28 @@ import pytest
 import torch
 from PIL import Image
 
-from t2ilib.demo import (
+from t2ilib.apps.demo import (
     CELL,
     CaptionCheck,
-    DemoModel,
-    DemoTrainConfig,
     SISGANDemo,
-    SISGANModel,
     SSAGANDemo,
     build_demo,
     check_caption,
     generate_with_masks,
-    load_or_train_demo_model,
     message_html,
-    notebook07_checkpoints,
     plain_text,
     render_rows,
 )
-from t2ilib.models.ssagan import Generator, SSAGANConfig
+from t2ilib.apps.demo_models import (
+    DemoModel,
+    DemoTrainConfig,
+    SISGANModel,
+    load_or_train_demo_model,
+    notebook07_checkpoints,
+)
+from t2ilib.ssagan.model import Generator, SSAGANConfig
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-from t2ilib.text.vocab import Vocabulary
-from t2ilib.train.ssagan import encode_captions
+from t2ilib.text.vocab import Vocabulary, captions_to_ids
 
 from .helpers import randomize_zero_params
 
@@ -232,7 +233,7 @@ def test_missing_explicit_checkpoint_raises(tmp_path: Path):
         load_or_train_demo_model(tmp_path / "nope.pt")
 
 
-TINY_TRAIN = DemoTrainConfig(dataset_dir="toybirds_demo_test", n_train=8, n_test=2, ngf=4,
+TINY_TRAIN = DemoTrainConfig(dataset_dir="toybirds_demo_test", n_train=8, n_test=2, ngf=4, ndf=4,
                              text_dim=16, cnn_width=4, batch_size=4, damsm_epochs=1, epochs=1,
                              max_steps_per_epoch=1)
 
@@ -240,7 +241,7 @@ TINY_TRAIN = DemoTrainConfig(dataset_dir="toybirds_demo_test", n_train=8, n_test
 def test_without_notebook07_a_small_model_is_trained_once_then_loaded(tmp_path: Path,
                                                                        monkeypatch):
     monkeypatch.setenv("T2I_DATA", str(tmp_path))
-    monkeypatch.setattr("t2ilib.demo.notebook07_checkpoints", lambda smoke=False: [])
+    monkeypatch.setattr("t2ilib.apps.demo_models.notebook07_checkpoints", lambda smoke=False: [])
     first = load_or_train_demo_model(train_config=TINY_TRAIN, progress_bar=False)
     assert "trained now" in first.source
     assert first.checkpoint == TINY_TRAIN.run_dir() / "checkpoint.pt"
@@ -273,8 +274,8 @@ def test_without_notebook07_a_small_model_is_trained_once_then_loaded(tmp_path: 
 
 @pytest.fixture(scope="module")
 def sisgan(model: DemoModel) -> SISGANModel:
-    from t2ilib.models.sisgan import Generator as SISGANGenerator
-    from t2ilib.models.sisgan import SISGANConfig
+    from t2ilib.sisgan.model import Generator as SISGANGenerator
+    from t2ilib.sisgan.model import SISGANConfig
 
     torch.manual_seed(1)
     g = SISGANGenerator(SISGANConfig(image_size=16, sentence_dim=16, condition_dim=4, ngf=4,
@@ -287,7 +288,7 @@ def sisgan(model: DemoModel) -> SISGANModel:
             m.momentum = None  # a plain average over the calibration pass
             m.reset_running_stats()
     with torch.no_grad():
-        _, sentence = model.text_encoder(*encode_captions(model.vocab, CAPTIONS))
+        _, sentence = model.text_encoder(*captions_to_ids(model.vocab, CAPTIONS))
         g.train()(sources, sentence, torch.zeros(3, 4))
     return SISGANModel(g.eval(), model.text_encoder, model.vocab, sources, CAPTIONS,
                        "a tiny untrained SISGAN")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t2ilib.losses.diversity import mode_seeking_loss
+from t2ilib.ssagan.diversity import mode_seeking_loss
 
 
 def test_value_is_one_over_the_ratio_of_mean_distances():

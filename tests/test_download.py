@@ -25,12 +25,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from t2ilib.data.download import (
+from t2ilib.data.download import fetch
+from t2ilib.data.resources import (
     RESOURCES,
     ChecksumError,
     DownloadError,
     Resource,
-    fetch,
     file_digests,
     sidecar_path,
 )

@@ -1,4 +1,4 @@
-"""Evaluating a checkpoint (t2ilib.metrics.evaluate) and ``python -m t2ilib evaluate``.
+"""Evaluating a checkpoint (t2ilib.apps.evaluate) and ``python -m t2ilib evaluate``.
 
 A 16 + 4 image ToyBirds set at 32 px, G/D trained for one step (ngf = 4), an oracle trained for
 two steps: the numbers mean nothing, the plumbing (sample plan, caption targets, anchors, masks,
@@ -15,22 +15,25 @@ import pytest
 import torch
 import torch.nn as nn
 
-from t2ilib.cli import main
-from t2ilib.data.cache import CachedCUBDataset
-from t2ilib.data.toybirds import ATTRIBUTES, BEAK_COLORS, COLORS, write_toybirds
-from t2ilib.metrics import toy_oracle as to
-from t2ilib.metrics.evaluate import (
+from t2ilib.apps.cli import main
+from t2ilib.apps.evaluate import (
     EvalConfig,
     ToyScorer,
     evaluate_checkpoint,
     parse_metrics,
     sample_plan,
 )
+from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
+from t2ilib.data.cache import CachedCUBDataset
+from t2ilib.data.toybirds import ATTRIBUTES, BEAK_COLORS, COLORS, write_toybirds
+from t2ilib.data.trainset import TrainData
+from t2ilib.metrics import toy_oracle as to
+from t2ilib.metrics import toy_oracle_train as tt
 from t2ilib.metrics.fid import FID_WEIGHTS_FILE, WEIGHTS_ENV
-from t2ilib.models.image_encoder import SmallCNNConfig, SmallCNNEncoder
-from t2ilib.models.ssagan import SSAGANConfig
+from t2ilib.ssagan.model import SSAGANConfig
+from t2ilib.ssagan.recipes import Recipe, SSAGANTrainConfig
+from t2ilib.ssagan.train import ssagan_engine
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-from t2ilib.train.ssagan import SSAGANTrainConfig, SSAGANTrainer, TrainData
 
 pytestmark = pytest.mark.filterwarnings("ignore:R-precision. only", "ignore:FID. fewer")
 
@@ -47,14 +50,15 @@ def toy(tmp_path_factory) -> dict[str, Path]:
         te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=16, hidden_dim=32))
         ie = SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4))
         model = SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=32, block=block)
-        trainer = SSAGANTrainer(SSAGANTrainConfig(epochs=1, batch_size=4, max_steps_per_epoch=1),
-                                model, te, ie, data, device="cpu", run_dir=tmp / block)
+        recipe = Recipe("test", model,
+                        SSAGANTrainConfig(epochs=1, batch_size=4, max_steps_per_epoch=1))
+        trainer = ssagan_engine(recipe, te, ie, data, device="cpu", run_dir=tmp / block)
         trainer.fit(1, progress_bar=False)
         out[block] = trainer.checkpoint_path
-    oracle, _ = to.train_oracle(to.load_toybirds_arrays(root, "train"),
-                                to.OracleTrainConfig(steps=2, batch_size=4))
+    oracle, _ = tt.train_oracle(to.load_toybirds_arrays(root, "train"),
+                                tt.OracleTrainConfig(steps=2, batch_size=4))
     report = to.evaluate_oracle(oracle, to.load_toybirds_arrays(root, "test"))
-    out["oracle"] = to.save_oracle(tmp / "oracle.pt", oracle, report, "test")
+    out["oracle"] = to.save_oracle(tmp / "oracle.pt", oracle, report, {"name": "test"})
     return out
 
 

@@ -15,8 +15,8 @@ from t2ilib.data.flowers import (
     read_labels,
     read_setid,
 )
+from t2ilib.ssagan.train import TrainData
 from t2ilib.text.vocab import tokenize
-from t2ilib.train.ssagan import TrainData
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import torch
 
-from t2ilib.models.image_encoder import (
+from t2ilib.damsm.image_encoder import (
     INCEPTION_IMAGENET_FILE,
     InceptionEncoder,
     InceptionEncoderConfig,

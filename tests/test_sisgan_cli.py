@@ -6,11 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from t2ilib.cli import main
+from t2ilib.apps.cli import main
 from t2ilib.data.toybirds import write_toybirds
-from t2ilib.models.sisgan import SISGANConfig
+from t2ilib.data.trainset import load_native_split
+from t2ilib.sisgan.model import SISGANConfig
+from t2ilib.sisgan.recipes import SISGANTrainConfig
+from t2ilib.sisgan.train import sisgan_engine
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-from t2ilib.train.sisgan import SISGANTrainConfig, SISGANTrainer, load_native_split
 
 from .helpers import assert_one_line_error
 
@@ -25,10 +27,11 @@ def checkpoint(tmp_path_factory):
     model = SISGANConfig(sentence_dim=8, condition_dim=4, ngf=2, ndf=2, n_residual=1,
                          d_text_dim=4)
     config = SISGANTrainConfig(epochs=1, batch_size=4, max_steps_per_epoch=1)
-    trainer = SISGANTrainer(config, model, te, data, device="cpu", checkpoint=tmp / "s.pt")
-    trainer.fit(progress_bar=False)
+    engine = sisgan_engine(config, te, data, model_config=model, device="cpu",
+                           run_dir=tmp / "run")
+    engine.fit(config.epochs, progress_bar=False)
     Image.fromarray(data.images[0].permute(1, 2, 0).numpy()).save(tmp / "bird.png")
-    return tmp / "s.pt", tmp / "bird.png"
+    return engine.checkpoint_path, tmp / "bird.png"
 
 
 def test_manipulate_writes_the_edited_image(checkpoint, tmp_path, capsys):

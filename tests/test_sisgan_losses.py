@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from t2ilib.losses.sisgan import (
+from t2ilib.sisgan.losses import (
     derangement,
     discriminator_loss,
     generator_loss,

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from t2ilib.models.image_encoder import MissingWeightsError
-from t2ilib.models.sisgan import (
+from t2ilib.damsm.image_encoder import MissingWeightsError
+from t2ilib.sisgan.model import (
     ConditioningAugmentation,
     Discriminator,
     Generator,

@@ -1,4 +1,4 @@
-"""The semantic-spatial affine, the mask predictor and the SSACN block (t2ilib.models.ssacn)."""
+"""The semantic-spatial affine, the mask predictor and the SSACN block (t2ilib.ssagan.ssacn)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from t2ilib.models.blocks import Affine
-from t2ilib.models.ssacn import MaskPredictor, SemanticSpatialAffine, SSACNBlock
+from t2ilib.ssagan.blocks import Affine
+from t2ilib.ssagan.ssacn import MaskPredictor, SemanticSpatialAffine, SSACNBlock
 
 from .helpers import randomize_zero_params
 

@@ -1,4 +1,4 @@
-"""SSA-GAN's generator and discriminator and the DF-GAN variant (t2ilib.models.ssagan)."""
+"""SSA-GAN's generator and discriminator and the DF-GAN variant (t2ilib.ssagan.model)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from t2ilib.models.ssagan import (
+from t2ilib.runtime import seed_everything
+from t2ilib.ssagan.model import (
     RESOLUTIONS,
     Discriminator,
     DownBlock,
     Generator,
     SSAGANConfig,
 )
-from t2ilib.runtime import seed_everything
 
 from .helpers import randomize_zero_params
 

@@ -1,4 +1,5 @@
-"""ToyBirds oracle: metrics against hand computations, augmentation, persistence, load-or-train."""
+"""ToyBirds oracle: metrics against hand computations, augmentation, persistence, load-or-train,
+exact resume on the engine."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import pytest
 import torch
 
 from t2ilib.data.toybirds import ATTRIBUTES, write_toybirds
+from t2ilib.engine.checkpoint import CheckpointMismatch
+from t2ilib.engine.loop import Engine
 from t2ilib.metrics import toy_oracle as to
+from t2ilib.metrics import toy_oracle_train as tt
 
 
 def test_frechet_distance_matches_an_independent_computation():
@@ -83,7 +87,7 @@ def test_flip_augmentation_swaps_facing_and_flips_the_mask():
     facing = torch.tensor([0, 1])
     gen = torch.Generator().manual_seed(0)
     for _ in range(8):  # both branches get drawn
-        im, mk, fc = to._augment(images, masks, facing, 0, gen)
+        im, mk, fc = tt._augment(images, masks, facing, 0, gen)
         for i in range(2):
             flipped = bool(fc[i] != facing[i])
             assert torch.equal(im[i], images[i].flip(-1) if flipped else images[i])
@@ -96,25 +100,67 @@ def tiny_toybirds(tmp_path_factory):
                           size=32, seed=3)
 
 
+SMALL = to.OracleConfig(widths=(8, 8, 16, 16), groups=4)
+
+
 def test_load_or_train_trains_once_then_loads(tiny_toybirds, tmp_path, monkeypatch):
-    cfg = to.OracleTrainConfig(steps=3, batch_size=4)
-    small = to.OracleConfig(widths=(8, 8, 16, 16), groups=4)
-    path = tmp_path / "oracle.pt"
-    oracle, report = to.load_or_train_oracle(tiny_toybirds, path, cfg, small)
-    assert path.is_file() and report.n_test == 8
+    cfg = tt.OracleTrainConfig(steps=3, batch_size=4)
+    path = tmp_path / "oracle.pt"  # a .pt name: the run folder tmp_path/oracle/
+    oracle, report = tt.load_or_train_oracle(tiny_toybirds, path, cfg, SMALL)
+    checkpoint = tmp_path / "oracle" / "checkpoint.pt"
+    assert checkpoint.is_file() and (tmp_path / "oracle" / "losses.csv").is_file()
+    assert report.n_test == 8 and "final_loss" in report.extra
     assert set(report.accuracy) == set(ATTRIBUTES) and 0 <= report.mask_iou <= 1
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again although a matching checkpoint exists")
 
-    monkeypatch.setattr(to, "train_oracle", no_training)
-    again, report2 = to.load_or_train_oracle(tiny_toybirds, path, cfg, small)
+    monkeypatch.setattr(tt, "load_toybirds_arrays", no_training)  # loading needs no images
+    again, report2 = tt.load_or_train_oracle(tiny_toybirds, path, cfg, SMALL)
     assert report2.accuracy == report.accuracy
     for p, q in zip(oracle.state_dict().values(), again.state_dict().values()):
         assert torch.equal(p, q)
-    with pytest.raises(AssertionError, match="trained again"):  # other settings -> retrain
-        to.load_or_train_oracle(tiny_toybirds, path, to.OracleTrainConfig(steps=4, batch_size=4),
-                                small)
+    loaded, report3, fingerprint = to.load_oracle(tmp_path / "oracle")  # the folder works too
+    assert report3.accuracy == report.accuracy and fingerprint["train.steps"] == 3
+    with pytest.raises(CheckpointMismatch, match="train.steps"):  # other settings: refused
+        tt.load_or_train_oracle(tiny_toybirds, path, tt.OracleTrainConfig(steps=4, batch_size=4),
+                                SMALL)
+    with pytest.raises(AssertionError, match="trained again"):  # retrain=True trains
+        tt.load_or_train_oracle(tiny_toybirds, path, cfg, SMALL, retrain=True)
+
+
+def test_oracle_training_resumes_exactly(tiny_toybirds, tmp_path):
+    train = to.load_toybirds_arrays(tiny_toybirds, "train")
+    cfg = tt.OracleTrainConfig(steps=6, batch_size=4)
+    whole = tt.OracleTask(train, cfg, SMALL)
+    Engine(whole, tmp_path / "whole").fit(1, progress_bar=False)
+    first = tt.OracleTask(train, cfg, SMALL)
+    assert Engine(first, tmp_path / "half").fit(1, stop_after=3, progress_bar=False).interrupted
+    resumed = tt.OracleTask(train, tt.OracleTrainConfig(steps=6, batch_size=4), SMALL)
+    engine = Engine(resumed, tmp_path / "half")
+    engine.load()
+    assert engine.step == 3 and resumed.scheduler.last_epoch == 3  # the schedule is resumed
+    engine.fit(1, progress_bar=False)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert whole.scheduler.state_dict() == resumed.scheduler.state_dict()
+    assert whole.optimizer.param_groups[0]["lr"] == resumed.optimizer.param_groups[0]["lr"]
+    oracle, losses = tt.train_oracle(train, cfg, SMALL, progress_bar=False)  # no files
+    assert len(losses) == 6 and not oracle.training
+    for a, b in zip(whole.model.state_dict().values(), oracle.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_save_and_load_oracle_and_refuse_old_files(tmp_path):
+    oracle = to.ToyOracle(SMALL)
+    report = to.OracleReport({"body_color": 0.99}, 0.9, 10)
+    path = to.save_oracle(tmp_path / "judge.pt", oracle, report, {"data": "x"})
+    again, report2, fingerprint = to.load_oracle(path)
+    assert report2 == report and fingerprint == {"data": "x"} and again.config == SMALL
+    torch.save({"format": "t2ilib.toy_oracle.v1", "state": oracle.state_dict()},
+               tmp_path / "old.pt")
+    with pytest.raises(CheckpointMismatch, match="t2ilib.toy_oracle.v1"):
+        to.load_oracle(tmp_path / "old.pt")
 
 
 def test_judged_attributes_follow_the_threshold():
@@ -137,4 +183,5 @@ def test_training_script_reports_and_exits_1_when_the_gates_are_missed(tiny_toyb
                           "--device", "cpu"])
     out = capsys.readouterr().out
     assert status == 1 and "MISSED" in out  # two steps cannot reach 98 %
-    assert "mask IoU" in out and list((tmp_path / "checkpoints").glob("toy_oracle_*.pt"))
+    assert "mask IoU" in out
+    assert list((tmp_path / "checkpoints").glob("toy_oracle_*/checkpoint.pt"))

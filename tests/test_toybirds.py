@@ -12,14 +12,13 @@ from t2ilib.data.cub import CUBDataset, read_bboxes
 from t2ilib.data.toybirds import (
     ATTRIBUTES,
     CAPTIONED,
-    RGB,
     ensure_toybirds,
     load_groundtruth,
     make_caption,
-    render_bird,
     sample_attributes,
     write_toybirds,
 )
+from t2ilib.data.toybirds_draw import RGB, render_bird
 from t2ilib.text.vocab import tokenize
 
 

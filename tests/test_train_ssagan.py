@@ -15,23 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
 from t2ilib.data.cache import CachedCUBDataset
 from t2ilib.data.toybirds import write_toybirds
-from t2ilib.models.image_encoder import SmallCNNConfig, SmallCNNEncoder
-from t2ilib.models.ssagan import SSAGANConfig
+from t2ilib.data.trainset import TrainData
+from t2ilib.engine.checkpoint import CheckpointMismatch
+from t2ilib.engine.loop import Engine, load_or_train
+from t2ilib.ssagan.model import SSAGANConfig
+from t2ilib.ssagan.recipes import Recipe, SSAGANTrainConfig
+from t2ilib.ssagan.sampling import generate, load_generator
+from t2ilib.ssagan.step import LOSS_NAMES
+from t2ilib.ssagan.train import SSAGANTask, ssagan_engine
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-from t2ilib.text.vocab import Vocabulary
-from t2ilib.train.checkpoint import CheckpointMismatch
-from t2ilib.train.ssagan import (
-    LOSS_NAMES,
-    SSAGANTrainConfig,
-    SSAGANTrainer,
-    TrainData,
-    encode_captions,
-    generate,
-    load_generator,
-    load_or_train_ssagan,
-)
+from t2ilib.text.vocab import Vocabulary, captions_to_ids
 
 MODEL = SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=32)
 CONFIG = SSAGANTrainConfig(epochs=2, batch_size=4, log_every=2, max_steps_per_epoch=2, seed=3)
@@ -46,24 +42,30 @@ def data(tmp_path_factory) -> TrainData:
 
 
 def make_trainer(data: TrainData, run_dir: Path | None, config: SSAGANTrainConfig = CONFIG,
-                 model: SSAGANConfig = MODEL) -> SSAGANTrainer:
+                 model: SSAGANConfig = MODEL) -> Engine:
+    """An engine running SSA-GAN on ``data`` (``.task`` holds the networks)."""
     torch.manual_seed(0)  # the encoders stand in for a pretrained DAMSM: same weights each time
     te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=16, hidden_dim=32))
     ie = SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4))
-    return SSAGANTrainer(config, model, te, ie, data, device="cpu", run_dir=run_dir)
+    return ssagan_engine(Recipe("test", model, config), te, ie, data, device="cpu",
+                         run_dir=run_dir)
 
 
-def state(trainer: SSAGANTrainer) -> dict[str, torch.Tensor]:
+def make_task(data: TrainData, config: SSAGANTrainConfig = CONFIG,
+              model: SSAGANConfig = MODEL) -> SSAGANTask:
+    return make_trainer(data, None, config, model).task
+
+
+def state(run: Engine | SSAGANTask) -> dict[str, torch.Tensor]:
+    """Every tensor of the run's models and optimiser states, cloned."""
+    task = run.task if isinstance(run, Engine) else run
     out = {}
-    for name in ("G", "D", "text_encoder", "image_encoder", "G_ema"):
-        module = getattr(trainer, name, None)
-        if module is not None:
-            out.update({f"{name}.{k}": v.clone() for k, v in module.state_dict().items()})
-    for name in ("opt_g", "opt_d", "opt_enc"):
-        opt = getattr(trainer, name)
-        if opt is not None:
-            for i, s in opt.state_dict()["state"].items():
+    for name, obj in task.state().items():
+        if isinstance(obj, torch.optim.Optimizer):
+            for i, s in obj.state_dict()["state"].items():
                 out.update({f"{name}.{i}.{k}": torch.as_tensor(v).clone() for k, v in s.items()})
+        else:
+            out.update({f"{name}.{k}": v.clone() for k, v in obj.state_dict().items()})
     return out
 
 
@@ -116,7 +118,7 @@ def test_signal_saves_a_checkpoint_and_stops(data, tmp_path):
     reloaded = make_trainer(data, tmp_path, replace(CONFIG, epochs=50))
     reloaded.load()
     assert reloaded.step == result.step
-    assert torch.equal(reloaded.G.fc.weight, trainer.G.fc.weight)
+    assert torch.equal(reloaded.task.G.fc.weight, trainer.task.G.fc.weight)
 
 
 def test_checkpoint_of_another_config_or_vocabulary_is_refused(data, tmp_path):
@@ -130,7 +132,7 @@ def test_checkpoint_of_another_config_or_vocabulary_is_refused(data, tmp_path):
     # the same words in another order: same size, other ids
     words = data.vocab.words
     shuffled = Vocabulary.from_words([words[0], *reversed(words[1:])])
-    with pytest.raises(CheckpointMismatch, match="vocabulary"):
+    with pytest.raises(CheckpointMismatch, match="vocab"):
         make_trainer(replace(data, vocab=shuffled), tmp_path).load()
     # run-only settings may change: more epochs, another log interval
     make_trainer(data, tmp_path, replace(CONFIG, epochs=9, log_every=5)).load()
@@ -139,21 +141,21 @@ def test_checkpoint_of_another_config_or_vocabulary_is_refused(data, tmp_path):
 def test_load_or_train_skips_a_finished_run_and_retrain_restarts(data, tmp_path):
     config = replace(CONFIG, max_steps_per_epoch=1)  # 2 epochs of 1 step
     first = make_trainer(data, tmp_path, config)
-    done = load_or_train_ssagan(first)
+    done = load_or_train(first)
     assert done.trained and done.epoch == 2 and len(done.sample_files) == 2
     again = make_trainer(data, tmp_path, config)
-    skipped = load_or_train_ssagan(again)
+    skipped = load_or_train(again)
     assert not skipped.trained and skipped.step == 2
-    assert torch.equal(again.G.fc.weight, first.G.fc.weight)  # the trained weights, loaded
-    retrained = load_or_train_ssagan(make_trainer(data, tmp_path, config), retrain=True)
+    assert torch.equal(again.task.G.fc.weight, first.task.G.fc.weight)  # the trained weights
+    retrained = load_or_train(make_trainer(data, tmp_path, config), retrain=True)
     assert retrained.trained and retrained.log["step"] == [1.0, 2.0]
 
 
 def test_one_step_updates_every_trained_model_and_only_those(data):
     config = replace(CONFIG, finetune_text_encoder=False)
-    trainer = make_trainer(data, None, config)
+    trainer = make_task(data, config)
     before = state(trainer)
-    losses = trainer.train_step(trainer.batch(0, 0))
+    losses = trainer.step(trainer.batch(0, 0))
     assert losses.shape == (len(LOSS_NAMES),) and torch.isfinite(losses).all()
     after = state(trainer)
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
@@ -167,21 +169,19 @@ def test_one_step_updates_every_trained_model_and_only_those(data):
 
 
 def test_finetuning_moves_the_text_encoder(data):
-    trainer = make_trainer(data, None, replace(CONFIG, finetune_text_encoder=True))
+    trainer = make_task(data, replace(CONFIG, finetune_text_encoder=True))
     before = trainer.text_encoder.embed.weight.clone()
-    trainer.train_step(trainer.batch(0, 0))
+    trainer.step(trainer.batch(0, 0))
     assert not torch.equal(before, trainer.text_encoder.embed.weight)
-    assert trainer.config.g_damsm_weight == 0.1
 
 
 def test_gate_init_sets_each_networks_residual_gates(data):
     def gates(module):
         return [float(p) for n, p in module.named_parameters() if n.endswith(".gate")]
 
-    official = make_trainer(data, None)
+    official = make_task(data)
     assert set(gates(official.G)) == {0.0} and set(gates(official.D)) == {0.0}
-    trainer = make_trainer(data, None, replace(CONFIG, gate_init_g=1.0, gate_init_d=0.5,
-                                               ema_decay=0.9))
+    trainer = make_task(data, replace(CONFIG, gate_init_g=1.0, gate_init_d=0.5, ema_decay=0.9))
     assert len(gates(trainer.G)) == 4 and set(gates(trainer.G)) == {1.0}  # one per block
     assert len(gates(trainer.D)) == 3 and set(gates(trainer.D)) == {0.5}
     assert set(gates(trainer.G_ema)) == {1.0}  # the EMA copy starts from the same G
@@ -196,14 +196,14 @@ def test_gate_init_sets_each_networks_residual_gates(data):
 
 
 def test_mode_seeking_draws_a_second_noise_and_changes_only_gs_step(data):
-    plain = make_trainer(data, None)
-    seeking = make_trainer(data, None, replace(CONFIG, mode_seeking_weight=1.0))
+    plain = make_task(data)
+    seeking = make_task(data, replace(CONFIG, mode_seeking_weight=1.0))
     a, b = plain.batch(0, 0), seeking.batch(0, 0)
-    assert "z2" not in a and b["z2"].shape == b["z"].shape
-    assert torch.equal(a["z"], b["z"]) and not torch.equal(b["z"], b["z2"])  # z unchanged
+    assert a.z2 is None and b.z2.shape == b.z.shape
+    assert torch.equal(a.z, b.z) and not torch.equal(b.z, b.z2)  # z unchanged
     before = state(plain)
-    plain.train_step(a)
-    seeking.train_step(b)
+    plain.step(a)
+    seeking.step(b)
     after_plain, after_seeking = state(plain), state(seeking)
     changed = [k for k in before if not torch.equal(after_plain[k], after_seeking[k])]
     assert changed and all(k.startswith("G.") for k in changed)  # D and encoders: the same
@@ -211,31 +211,31 @@ def test_mode_seeking_draws_a_second_noise_and_changes_only_gs_step(data):
 
 @pytest.mark.parametrize("finetune", [False, True])
 def test_damsm_image_size_resizes_what_the_image_encoder_sees(data, finetune):
-    trainer = make_trainer(data, None, replace(CONFIG, damsm_image_size=64,
-                                               finetune_text_encoder=finetune))
+    trainer = make_task(data, replace(CONFIG, damsm_image_size=64,
+                                      finetune_text_encoder=finetune))
     seen = []
     trainer.image_encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
-    trainer.train_step(trainer.batch(0, 0))
+    trainer.step(trainer.batch(0, 0))
     assert seen and all(tuple(s[-2:]) == (64, 64) for s in seen)  # G makes 32 px images
 
 
 def test_batches_are_deterministic_and_epochs_differ(data):
-    trainer = make_trainer(data, None)
+    trainer = make_task(data)
     a, b, c = trainer.batch(0, 1), trainer.batch(0, 1), trainer.batch(1, 1)
-    for k in a:
-        assert torch.equal(a[k], b[k])
-    assert not torch.equal(a["images"], c["images"])
-    assert a["images"].shape == (4, 3, 32, 32) and a["images"].min() >= -1
+    for k in ("images", "captions", "lengths", "class_ids", "z"):
+        assert torch.equal(getattr(a, k), getattr(b, k))
+    assert not torch.equal(a.images, c.images)
+    assert a.images.shape == (4, 3, 32, 32) and a.images.min() >= -1
 
 
 def test_saved_generator_reproduces_the_trainers_samples(data, tmp_path):
     trainer = make_trainer(data, tmp_path)
     trainer.fit(stop_after=2)
     g, te, vocab, _ = load_generator(tmp_path / "checkpoint.pt")
-    captions = trainer.sample_captions[:3]
+    captions = trainer.task.sample_captions[:3]
     z = torch.randn(3, MODEL.nz, generator=torch.Generator().manual_seed(0))
     ours, masks = generate(g, te, vocab, captions, z)
-    theirs, _ = trainer.sample(captions, z)
+    theirs, _ = trainer.task.sample(captions, z)
     assert ours.shape == (3, 3, 32, 32) and torch.equal(ours, theirs)
     assert [m.shape[-1] for m in masks] == [4, 8, 16, 32]
 
@@ -251,7 +251,9 @@ def test_bad_settings_are_refused(data):
         make_trainer(data, None, model=replace(MODEL, resolution=64))
     with pytest.raises(ValueError, match="fewer than one batch"):
         make_trainer(data, None, replace(CONFIG, batch_size=32))
-    ids, lengths = encode_captions(data.vocab, ["a red bird"])
+    with pytest.raises(ValueError, match="damsm_weight"):
+        SSAGANTrainConfig(damsm_weight=-0.1)
+    ids, lengths = captions_to_ids(data.vocab, ["a red bird"])
     assert ids.shape == (1, 18) and lengths.tolist() == [3]
 
 
@@ -268,7 +270,7 @@ def test_tensorboard_logs_the_losses_and_the_sample_grids(data, tmp_path):
         rows = list(csv.DictReader(f))
     assert [round(e.value, 4) for e in d_loss] == [round(float(r["d_loss"]), 4) for r in rows]
     assert [e.step for e in events.Images("samples")] == [2, 4]  # one grid per epoch
-    assert trainer.fingerprint() == make_trainer(data, None).fingerprint()  # run-only setting
+    assert trainer.task.fingerprint() == make_task(data).fingerprint()  # a run-only setting
 
 
 def test_train_data_checks_token_ids_once(data):
@@ -282,14 +284,17 @@ def test_train_data_checks_token_ids_once(data):
 def test_cuda_step_never_waits_for_the_gpu(data):
     """The fast path's promise: no host synchronisation inside a training step."""
     config = replace(CONFIG, finetune_text_encoder=True, ema_decay=0.9, mode_seeking_weight=1.0)
-    trainer = SSAGANTrainer(config, MODEL, TextEncoder(TextEncoderConfig(len(data.vocab),
-                            embed_dim=16, hidden_dim=32)),
-                            SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4)), data,
-                            device="cuda")
-    trainer.train_step(trainer.batch(0, 0))  # warm-up: cuDNN/cuBLAS set-up may synchronise
+    trainer = SSAGANTask(Recipe("test", MODEL, config),
+                         TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=16,
+                                                       hidden_dim=32)),
+                         SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4)), data,
+                         device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):  # as the engine runs it
+        trainer.step(trainer.batch(0, 0))  # warm-up: cuDNN/cuBLAS set-up may synchronise
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        trainer.train_step(trainer.batch(0, 1))
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            trainer.step(trainer.batch(0, 1))
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -6,7 +6,7 @@ have not drifted apart.
 
 A code cell whose first line is ::
 
-    # mirrored in t2ilib/models/ssacn.py
+    # mirrored in t2ilib/ssagan/ssacn.py
 
 may contain only imports, ``def``/``class`` definitions and ``UPPER_CASE`` constants. Every
 definition in it must exist at the top level of that module with the **same abstract syntax
@@ -47,7 +47,7 @@ class Mismatch:
 
     notebook: Path
     cell_index: int  # index among all cells of the notebook, as papermill counts
-    module: str  # e.g. "t2ilib/models/ssacn.py"
+    module: str  # e.g. "t2ilib/ssagan/ssacn.py"
     symbol: str | None  # None when the problem is the cell or the module as a whole
     message: str
     diff: str = ""

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from t2ilib.data.download import file_digests
+from t2ilib.data.resources import file_digests
 from t2ilib.io import atomic_write
 from t2ilib.runtime import progress
 

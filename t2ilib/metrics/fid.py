@@ -53,6 +53,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from t2ilib.io import MissingWeightsError
 from t2ilib.runtime import checkpoint_root
 
 __all__ = [
@@ -71,10 +72,6 @@ FID_WEIGHTS_BYTES = 95_628_359
 FIDELITY_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 #: Environment variable naming the weights file.
 WEIGHTS_ENV = "T2I_FID_WEIGHTS"
-
-
-class MissingWeightsError(FileNotFoundError):
-    """The FID Inception weights are not on this machine (nothing is downloaded)."""
 
 
 def as_uint8(images: Tensor) -> Tensor:

@@ -27,10 +27,7 @@ stacks), so the judge does not share the generator's blind spots by construction
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,19 +39,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from t2ilib.data.toybirds import ATTRIBUTES, load_groundtruth
-from t2ilib.io import load_torch, save_torch
-from t2ilib.runtime import checkpoint_root, progress
+from t2ilib.engine.checkpoint import checkpoint_file, read_checkpoint, write_checkpoint
+from t2ilib.runtime import progress
 
 __all__ = [
-    "OracleConfig", "OracleTrainConfig", "OracleOutput", "ToyOracle", "OracleReport",
-    "ToyBirdsArrays", "load_toybirds_arrays", "train_oracle", "evaluate_oracle",
-    "save_oracle", "load_oracle", "load_or_train_oracle", "predict_attributes", "alignment",
-    "shuffled", "oracle_features", "frechet_distance", "segment", "mask_iou", "centred_blob",
-    "JUDGE_THRESHOLD",
+    "OracleConfig", "OracleOutput", "ToyOracle", "OracleReport", "ToyBirdsArrays",
+    "load_toybirds_arrays", "evaluate_oracle", "save_oracle", "load_oracle",
+    "predict_attributes", "alignment", "shuffled", "oracle_features", "frechet_distance",
+    "segment", "mask_iou", "centred_blob", "JUDGE_THRESHOLD", "KIND",
 ]
 
 #: An attribute the oracle reads with less accuracy than this on real test images is not scored.
 JUDGE_THRESHOLD = 0.95
+KIND = "toy_oracle"  # the kind of its checkpoints (t2ilib.engine.checkpoint)
 
 
 # ----------------------------------------------------------------------------- network
@@ -187,79 +184,6 @@ def load_toybirds_arrays(root: str | os.PathLike[str], split: str) -> ToyBirdsAr
 def to_float(images: Tensor) -> Tensor:
     """uint8 ``(B, 3, S, S)`` -> float in ``[-1, 1]``."""
     return images.float().div(127.5).sub(1.0)
-
-
-# ---------------------------------------------------------------------------- training
-
-@dataclass(frozen=True)
-class OracleTrainConfig:
-    """How the oracle is trained (on real train images only)."""
-
-    steps: int = 1500
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    mask_weight: float = 1.0  # weight of the segmentation loss beside the attribute losses
-    max_shift: int = 4  # random translation in pixels (augmentation)
-    seed: int = 0
-
-
-def _augment(images: Tensor, masks: Tensor, facing: Tensor, max_shift: int,
-             gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Random horizontal flip (which swaps the facing label) and a random shift.
-
-    ``images`` float ``(B, 3, S, S)``, ``masks`` float ``(B, 1, S, S)``, ``facing`` ``(B,)``.
-    """
-    b, _, s, _ = images.shape
-    flip = torch.rand(b, generator=gen) < 0.5
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    masks = torch.where(flip[:, None, None, None], masks.flip(-1), masks)
-    facing = torch.where(flip, 1 - facing, facing)  # ATTRIBUTES["facing"] = (left, right)
-    if max_shift > 0:
-        pad = max_shift
-        images = F.pad(images, (pad,) * 4, mode="replicate")
-        masks = F.pad(masks, (pad,) * 4)
-        dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=gen).tolist()
-        images = images[..., dy:dy + s, dx:dx + s]
-        masks = masks[..., dy:dy + s, dx:dx + s]
-    return images, masks, facing
-
-
-def train_oracle(train: ToyBirdsArrays, config: OracleTrainConfig = OracleTrainConfig(),
-                 model_config: OracleConfig = OracleConfig(),
-                 device: str | torch.device = "cpu") -> tuple[ToyOracle, list[float]]:
-    """Train a :class:`ToyOracle` on real images; returns the model (eval mode) and the losses."""
-    gen = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    model = ToyOracle(model_config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps,
-                                                pct_start=0.15)
-    facing_index = list(ATTRIBUTES).index("facing")
-    labels = torch.stack([train.labels[name] for name in ATTRIBUTES], dim=1)  # (N, A)
-    losses = []
-    model.train()
-    bar = progress(range(config.steps), desc="oracle", leave=False)
-    for _ in bar:
-        idx = torch.randint(0, len(train), (config.batch_size,), generator=gen)
-        images = to_float(train.images[idx])
-        masks = train.masks[idx, None].float()
-        y = labels[idx].clone()
-        images, masks, y[:, facing_index] = _augment(images, masks, y[:, facing_index],
-                                                     config.max_shift, gen)
-        images, masks, y = images.to(device), masks.to(device), y.to(device)
-        out = model(images)
-        loss = sum(F.cross_entropy(out.logits[name], y[:, a]) for a, name in enumerate(ATTRIBUTES))
-        mask_loss = F.binary_cross_entropy_with_logits(out.mask_logits, masks)
-        loss = loss + config.mask_weight * mask_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.detach().item())
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    return model.eval(), losses
 
 
 # -------------------------------------------------------------------------- prediction
@@ -405,55 +329,29 @@ def evaluate_oracle(oracle: ToyOracle, test: ToyBirdsArrays) -> OracleReport:
     return OracleReport(accuracy, iou, len(test))
 
 
-FORMAT = "t2ilib.toy_oracle.v1"
-
-
-def _fingerprint(root: Path, config: OracleTrainConfig, model_config: OracleConfig) -> str:
-    manifest = json.loads((root / "toybirds.json").read_text())
-    blob = json.dumps({"toybirds": manifest, "train": asdict(config),
-                       "model": asdict(model_config)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def save_oracle(path: str | os.PathLike[str], oracle: ToyOracle, report: OracleReport,
-                fingerprint: str) -> Path:
-    """Write the oracle atomically (plain data; loads with ``weights_only=True``)."""
-    return save_torch({"format": FORMAT, "fingerprint": fingerprint,
-                       "config": asdict(oracle.config), "state": oracle.state_dict(),
-                       "report": asdict(report)}, path)
+                fingerprint: dict[str, Any] | None = None) -> Path:
+    """Write the oracle and its report atomically: the course's checkpoint format, kind
+    ``"toy_oracle"``, weights only (loads with ``weights_only=True``)."""
+    return write_checkpoint(path, kind=KIND, state={"oracle": oracle},
+                            fingerprint=fingerprint or {}, rng=False,
+                            meta={"config": asdict(oracle.config), "report": asdict(report)})
 
 
 def load_oracle(path: str | os.PathLike[str], device: str | torch.device = "cpu"
-                ) -> tuple[ToyOracle, OracleReport, str]:
-    """Read an oracle written by :func:`save_oracle`: ``(oracle, report, fingerprint)``."""
-    payload = load_torch(path)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a ToyBirds oracle checkpoint ({FORMAT})")
-    config = payload["config"]
+                ) -> tuple[ToyOracle, OracleReport, dict[str, Any]]:
+    """Read an oracle: a file of :func:`save_oracle` or a training run's folder or checkpoint
+    (:func:`~t2ilib.metrics.toy_oracle_train.load_or_train_oracle`). Returns ``(oracle, report,
+    fingerprint)``. Raises :class:`~t2ilib.engine.checkpoint.CheckpointMismatch` for a file of
+    another format (e.g. ``t2ilib.toy_oracle.v1``: train it again) or kind."""
+    payload = read_checkpoint(checkpoint_file(path), KIND)
+    meta = payload["meta"]
+    if meta.get("report") is None:
+        raise ValueError(f"{path} holds an unfinished oracle training run (no test report): "
+                         "finish it with load_or_train_oracle")
+    config = meta["config"]
     oracle = ToyOracle(OracleConfig(widths=tuple(config["widths"]), groups=config["groups"]))
-    oracle.load_state_dict(payload["state"])
-    return oracle.to(device).eval(), OracleReport(**payload["report"]), payload["fingerprint"]
+    oracle.load_state_dict(payload["state"]["oracle"])
+    return oracle.to(device).eval(), OracleReport(**meta["report"]), payload["fingerprint"]
 
 
-def load_or_train_oracle(root: str | os.PathLike[str], path: str | os.PathLike[str] | None = None,
-                         config: OracleTrainConfig = OracleTrainConfig(),
-                         model_config: OracleConfig = OracleConfig(), retrain: bool = False,
-                         device: str | torch.device = "cpu") -> tuple[ToyOracle, OracleReport]:
-    """The oracle for the ToyBirds folder ``root``: loaded when a checkpoint made from the
-    same data and settings exists (and ``retrain`` is False), else trained, evaluated on the
-    test split and saved. ``path`` defaults to ``checkpoint_root()/toy_oracle_<hash>.pt``."""
-    root = Path(root)
-    fingerprint = _fingerprint(root, config, model_config)
-    path = Path(path) if path else checkpoint_root() / f"toy_oracle_{fingerprint}.pt"
-    if path.is_file() and not retrain:
-        oracle, report, saved = load_oracle(path, device)
-        if saved == fingerprint:
-            return oracle, report
-    start = time.perf_counter()
-    oracle, losses = train_oracle(load_toybirds_arrays(root, "train"), config, model_config, device)
-    seconds = time.perf_counter() - start
-    report = evaluate_oracle(oracle, load_toybirds_arrays(root, "test"))
-    report.train_seconds = seconds
-    report.extra["final_loss"] = float(np.mean(losses[-20:]))
-    save_oracle(path, oracle, report, fingerprint)
-    return oracle, report

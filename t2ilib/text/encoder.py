@@ -38,6 +38,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 __all__ = [
     "TextEncoderConfig",
     "TextEncoder",
+    "check_text_encoder",
     "ATTNGAN_TEXT_KEY_MAP",
     "convert_attngan_text_state_dict",
 ]
@@ -140,3 +141,14 @@ def convert_attngan_text_state_dict(state_dict: dict[str, torch.Tensor]) -> dict
         theirs, ours = match[0]
         out[ours + key[len(theirs) :]] = value
     return out
+
+
+def check_text_encoder(text_encoder: TextEncoder, sentence_dim: int, vocab_size: int,
+                       model: str) -> None:
+    """Refuse a text encoder whose sentence size or vocabulary size does not fit ``model``."""
+    if text_encoder.config.hidden_dim != sentence_dim:
+        raise ValueError(f"text encoder gives {text_encoder.config.hidden_dim}-d sentences, "
+                         f"{model} expects {sentence_dim}")
+    if text_encoder.config.vocab_size != vocab_size:
+        raise ValueError(f"text encoder has {text_encoder.config.vocab_size} token ids, the "
+                         f"data's vocabulary {vocab_size} words")

@@ -36,6 +36,7 @@ from t2ilib.io import atomic_write
 __all__ = [
     "END_TOKEN", "PAD_ID", "TOKEN_PATTERN", "tokenize", "Vocabulary", "CaptionsPickle",
     "SafeUnpickler", "safe_load_pickle", "read_captions_pickle", "write_captions_pickle",
+    "captions_to_ids",
 ]
 
 END_TOKEN = "<end>"
@@ -226,3 +227,21 @@ def write_captions_pickle(path: str | os.PathLike[str], train: Sequence[Sequence
     with atomic_write(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)
     return Path(path)
+
+
+def captions_to_ids(vocab: Vocabulary, captions: Sequence[str],
+                    words_num: int = 18) -> tuple[Any, Any]:
+    """User captions -> ``(ids (B, words_num) int64, lengths (B,))`` (unknown words dropped).
+
+    A caption longer than ``words_num`` tokens keeps its first ``words_num`` (18: AttnGAN's
+    ``WORDS_NUM``).
+    """
+    import torch
+
+    ids = torch.zeros(len(captions), words_num, dtype=torch.long)
+    lengths = torch.zeros(len(captions), dtype=torch.long)
+    for i, caption in enumerate(captions):
+        tokens = vocab.encode(caption)[:words_num]
+        ids[i, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        lengths[i] = len(tokens)
+    return ids, lengths

@@ -61,12 +61,13 @@ from torch import Tensor
 from t2ilib.data.augment import center_crop
 from t2ilib.data.cache import CachedCUBDataset
 from t2ilib.data.toybirds import ATTRIBUTES, CAPTIONED, load_groundtruth
+from t2ilib.engine.checkpoint import CheckpointMismatch
 from t2ilib.metrics import toy_oracle as oracle_lib
 from t2ilib.metrics.fid import as_uint8
 from t2ilib.metrics.rprecision import encode_captions, encode_images, r_precision
+from t2ilib.metrics.toy_oracle_train import load_or_train_oracle
 from t2ilib.runtime import pick_device, progress
-from t2ilib.train.checkpoint import CheckpointMismatch
-from t2ilib.train.ssagan import generate, load_generator
+from t2ilib.ssagan.sampling import generate, load_generator
 
 __all__ = ["METRICS", "EvalConfig", "parse_metrics", "sample_plan", "ToyScorer",
            "evaluate_checkpoint"]
@@ -301,16 +302,16 @@ def _rprec_encoders(payload: dict[str, Any], text_encoder: nn.Module,
                     device: torch.device) -> tuple[nn.Module, nn.Module, str]:
     """The DAMSM that judges R-precision: a held-out one (``damsm``) or the checkpoint's."""
     if damsm is not None:
-        from t2ilib.train.damsm import load_damsm
+        from t2ilib.damsm.pretrain import load_damsm
 
         te, ie, _ = load_damsm(damsm, device)
         if te.config.vocab_size != vocab_size:
             raise CheckpointMismatch(f"the DAMSM {damsm} knows {te.config.vocab_size} token ids, "
                                      f"the data set's vocabulary {vocab_size}")
         return te, ie, f"held-out DAMSM ({damsm})"
-    from t2ilib.train.damsm import build_image_encoder
+    from t2ilib.damsm.pretrain import build_image_encoder
 
-    spec = payload["extra"].get("image_encoder_spec")
+    spec = payload["meta"].get("image_encoder_spec")
     if spec is None or "image_encoder" not in payload["state"]:
         raise CheckpointMismatch("the checkpoint holds no DAMSM image encoder; pass a DAMSM")
     ie = build_image_encoder(spec)
@@ -382,7 +383,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
         if oracle is not None:
             judge_net, report, _ = oracle_lib.load_oracle(oracle, device)
         else:
-            judge_net, report = oracle_lib.load_or_train_oracle(root, device=device)
+            judge_net, report = load_or_train_oracle(root, device=device)
         toy = ToyScorer(judge_net, report, root, test, plan, config)
 
     gen = torch.Generator().manual_seed(config.seed)
@@ -403,10 +404,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
             toy.update(q, masks)
     generated_s = time.perf_counter() - start
 
-    model = dict(payload["extra"]["model_config"])
+    model = dict(payload["meta"]["model_config"])
     report_dict: dict[str, Any] = {
-        "checkpoint": str(checkpoint), "step": int(payload["step"]),
-        "epoch": int(payload["epoch"]), "model": model, "data": str(root),
+        "checkpoint": str(checkpoint), "step": int(payload["counters"]["step"]),
+        "epoch": int(payload["counters"]["epoch"]), "model": model, "data": str(root),
         "protocol": {"split": "test", "n_samples": len(plan), "n_test_images": len(test),
                      "samples_per_image": config.samples_per_image,
                      "captions_per_image": test.captions_per_image, "resolution": resolution,

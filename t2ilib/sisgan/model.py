@@ -22,7 +22,7 @@ $$\mu = \mathrm{LReLU}_{0.2}(W_\mu \varphi),\quad
 c = \mu + \sigma \odot \epsilon,\ \epsilon \sim \mathcal N(0, I_C),$$
 
 with the KL term $\mathrm{KL} = \mathrm{mean}\big(-\log\sigma + \tfrac12(\sigma^2 + \mu^2 - 1)\big)$
-(:func:`t2ilib.losses.sisgan.kl_loss`). A residual block is
+(:func:`t2ilib.sisgan.losses.kl_loss`). A residual block is
 $\mathrm{ReLU}(h + \mathrm{BN}\,\mathrm{conv}\,\mathrm{ReLU}\,\mathrm{BN}\,\mathrm{conv}\,h)$.
 
 **Discriminator** (matching-aware, GAN-CLS style): stride-2 4x4 convs
@@ -51,7 +51,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from t2ilib.models.image_encoder import MissingWeightsError
+from t2ilib.damsm.image_encoder import MissingWeightsError
 
 __all__ = ["ENCODERS", "SISGANConfig", "ConditioningAugmentation", "ResidualBlock",
            "PlainEncoder", "VGGEncoder", "find_vgg16_bn_weights", "Generator",
@@ -164,7 +164,7 @@ def find_vgg16_bn_weights(weights_path: str | os.PathLike[str] | None = None) ->
 
     ``weights_path`` if given, else torchvision's cache
     ``<torch hub dir>/checkpoints/vgg16_bn-6c64b313.pth``. Raises
-    :class:`~t2ilib.models.image_encoder.MissingWeightsError` saying which file to put where.
+    :class:`~t2ilib.damsm.image_encoder.MissingWeightsError` saying which file to put where.
     """
     from torchvision.models import VGG16_BN_Weights
 

@@ -5,7 +5,7 @@ Liao et al., "Text to Image Generation with Semantic-Spatial Aware GAN", CVPR 20
 official code (``wtliao/text2image`` ``model.py``; ``shared/reference/ssagan.md`` §1.3-§1.4).
 Taught in ``notebooks/04_ssacn``.
 
-**Semantic-spatial aware batch norm.** DF-GAN's affine fusion (:mod:`t2ilib.models.blocks`)
+**Semantic-spatial aware batch norm.** DF-GAN's affine fusion (:mod:`t2ilib.ssagan.blocks`)
 modulates every pixel alike. SSA-GAN normalises first and lets a predicted mask
 $m \in (0, 1)^{B \times 1 \times H \times W}$ decide *where* the text acts:
 
@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from t2ilib.models.blocks import check_condition, condition_mlp
+from t2ilib.ssagan.blocks import check_condition, condition_mlp
 
 __all__ = ["check_mask", "SemanticSpatialAffine", "MaskPredictor", "SSACNBlock"]
 

@@ -17,42 +17,33 @@ dropped *and shown* as a warning in the UI (the vocabulary of AttnGAN-style mode
 the model cannot read at all (empty, no known word) gives an error message in the UI,
 never a traceback.
 
-The models come from notebooks 07 (SSA-GAN) and 09 (SISGAN): :func:`load_or_train_demo_model`
-loads notebook 07's checkpoint when one exists and otherwise trains a small SSA-GAN on
-ToyBirds (seconds in smoke mode, 6-17 minutes with the defaults) and keeps it under
-:func:`t2ilib.runtime.checkpoint_root` for the next time.
+The models come from notebooks 07 (SSA-GAN) and 09 (SISGAN), through
+:mod:`t2ilib.apps.demo_models`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import io
-import json
-import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from t2ilib.apps.demo_models import DemoModel, SISGANModel
 from t2ilib.data.cub import WORDS_NUM
-from t2ilib.runtime import checkpoint_root, data_root, pick_device, repo_root, seed_everything
 from t2ilib.text.vocab import Vocabulary, tokenize
 from t2ilib.viz import make_grid, mask_overlay
 
-__all__ = ["DEFAULT_CAPTION", "CaptionCheck", "check_caption", "DemoTrainConfig", "DemoModel",
-           "notebook07_checkpoints", "load_or_train_demo_model", "SSAGANResult",
+__all__ = ["DEFAULT_CAPTION", "CaptionCheck", "check_caption", "SSAGANResult",
            "generate_with_masks", "render_rows", "message_html", "plain_text", "SSAGANDemo",
-           "SISGANModel", "load_or_train_sisgan_model", "SISGANDemo",
-           "DemoApp", "build_demo"]
+           "SISGANDemo", "DemoApp", "build_demo"]
 
 DEFAULT_CAPTION = "this bird has a red body and blue wings"
 #: Side of one picture in the rendered PNG (pixels); smaller models are upscaled to it.
@@ -96,166 +87,6 @@ def check_caption(vocab: Vocabulary, caption: str, words_num: int = WORDS_NUM) -
         except ValueError as err:
             return CaptionCheck([], unknown, 0, str(err))
     return CaptionCheck(ids[:words_num], unknown, max(0, len(ids) - words_num), None)
-
-
-# ------------------------------------------------------------------------- the SSA-GAN model
-
-@dataclass(frozen=True)
-class DemoTrainConfig:
-    """The small SSA-GAN trained when notebook 07 left no checkpoint (ToyBirds, CPU).
-
-    Defaults: two DAMSM epochs and ten GAN epochs at 32 px on notebook 07's ToyBirds set,
-    enough for bird-shaped blobs; 17 minutes measured on two CPU cores shared with other
-    jobs (about 30 s per GAN epoch on an idle pair). :meth:`smoke` takes seconds.
-    """
-
-    dataset_dir: str = "toybirds"  # folder under data_root(); made on first use
-    n_train: int = 4000
-    n_test: int = 1000
-    resolution: int = 32
-    ngf: int = 16
-    text_dim: int = 64  # sentence size (the DAMSM's hidden_dim)
-    cnn_width: int = 16  # DAMSM image encoder width
-    batch_size: int = 24
-    damsm_epochs: int = 2
-    epochs: int = 10
-    max_steps_per_epoch: int | None = None
-    seed: int = 100
-
-    @classmethod
-    def smoke(cls) -> DemoTrainConfig:
-        """A seconds-long run on the 48-image ToyBirds set the smoke notebooks share."""
-        return cls(dataset_dir="toybirds_smoke", n_train=48, n_test=16, ngf=8, text_dim=32,
-                   cnn_width=8, batch_size=8, damsm_epochs=1, epochs=1, max_steps_per_epoch=2)
-
-    def run_dir(self) -> Path:
-        """``checkpoint_root()/demo_ssagan_<data>_<res>px_<hash of this config>``."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
-        return (checkpoint_root()
-                / f"demo_ssagan_{self.dataset_dir}_{self.resolution}px_{digest[:8]}")
-
-
-@dataclass
-class DemoModel:
-    """A text-to-image generator ready for the demo (both networks in eval mode).
-
-    ``source``: where it came from, in words (shown in the UI).
-    """
-
-    generator: torch.nn.Module
-    text_encoder: torch.nn.Module
-    vocab: Vocabulary
-    checkpoint: Path | None
-    source: str
-
-    @property
-    def resolution(self) -> int:
-        return int(self.generator.config.resolution)
-
-    def describe(self) -> str:
-        cfg = self.generator.config
-        n = sum(p.numel() for p in self.generator.parameters())
-        return (f"{self.source}: {cfg.resolution} px, ngf {cfg.ngf}, {cfg.block} blocks, "
-                f"{n:,} generator parameters, {len(self.vocab)} words")
-
-
-def notebook07_checkpoints(smoke: bool = False) -> list[Path]:
-    """Checkpoints notebook 07 wrote (``nb07_*/checkpoint.pt``), best first.
-
-    Looks in ``data_root()/runs`` (where notebook 07 writes), :func:`checkpoint_root` and, for
-    older runs, ``runs/`` at the repository root. Smoke runs (``*_smoke``) count only when
-    ``smoke``, and then come first (they are tiny); otherwise the newest comes first.
-    """
-    bases = (data_root() / "runs", checkpoint_root(), repo_root() / "runs")
-    found = {p.resolve() for base in bases for p in base.glob("nb07_*/checkpoint.pt")
-             if p.is_file()}
-    if not smoke:
-        found = {p for p in found if not p.parent.name.endswith("_smoke")}
-    return sorted(found, key=lambda p: (not (smoke and p.parent.name.endswith("_smoke")),
-                                        -p.stat().st_mtime, str(p)))
-
-
-def _train_demo_model(config: DemoTrainConfig, run_dir: Path, device: torch.device,
-                      retrain: bool, progress_bar: bool) -> tuple[Path, bool]:
-    """Train (or finish, or find) the fallback SSA-GAN in ``run_dir``; returns
-    ``(checkpoint, trained)``."""
-    from torch.utils.data import DataLoader
-
-    from t2ilib.data.cache import CachedCUBDataset
-    from t2ilib.data.cub import collate_sorted
-    from t2ilib.data.toybirds import ensure_toybirds
-    from t2ilib.models.image_encoder import SmallCNNConfig, SmallCNNEncoder
-    from t2ilib.models.ssagan import SSAGANConfig
-    from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-    from t2ilib.train.damsm import DAMSMTrainConfig, load_or_train_damsm
-    from t2ilib.train.ssagan import (
-        SSAGANTrainConfig,
-        SSAGANTrainer,
-        TrainData,
-        load_or_train_ssagan,
-    )
-
-    cfg = config
-    root = ensure_toybirds(data_root() / cfg.dataset_dir, n_train=cfg.n_train, n_test=cfg.n_test)
-    data = TrainData.from_dataset(
-        CachedCUBDataset(root, "train", image_size=cfg.resolution, uint8=True), name="toybirds")
-    seed_everything(cfg.seed)
-    text_encoder = TextEncoder(TextEncoderConfig(len(data.vocab), hidden_dim=cfg.text_dim))
-    image_encoder = SmallCNNEncoder(SmallCNNConfig(embed_dim=cfg.text_dim, width=cfg.cnn_width))
-    loader = DataLoader(CachedCUBDataset(root, "train", image_size=cfg.resolution, seed=cfg.seed),
-                        batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        collate_fn=collate_sorted,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    load_or_train_damsm(run_dir / "damsm.pt", text_encoder, image_encoder, loader,
-                        DAMSMTrainConfig(epochs=cfg.damsm_epochs,
-                                         max_steps_per_epoch=cfg.max_steps_per_epoch),
-                        extra={"demo": asdict(cfg)}, retrain=retrain, device=device)
-    trainer = SSAGANTrainer(
-        SSAGANTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                          max_steps_per_epoch=cfg.max_steps_per_epoch, log_every=10),
-        SSAGANConfig(resolution=cfg.resolution, ngf=cfg.ngf, ndf=cfg.ngf,
-                     sentence_dim=cfg.text_dim),
-        text_encoder, image_encoder, data, device=device, run_dir=run_dir)
-    result = load_or_train_ssagan(trainer, retrain=retrain, progress_bar=progress_bar)
-    return run_dir / "checkpoint.pt", result.trained
-
-
-def load_or_train_demo_model(checkpoint: str | os.PathLike[str] | None = None,
-                             device: str | torch.device = "cpu", smoke: bool = False,
-                             train_config: DemoTrainConfig | None = None, retrain: bool = False,
-                             use_ema: bool = True, progress_bar: bool = True) -> DemoModel:
-    """The demo's SSA-GAN: ``checkpoint`` if given, else notebook 07's, else a small one.
-
-    * ``checkpoint``: an SSA-GAN training checkpoint (``FileNotFoundError`` if missing);
-    * otherwise the first of :func:`notebook07_checkpoints` (``smoke`` admits smoke runs);
-    * otherwise the small model of ``train_config`` (default :class:`DemoTrainConfig`, or
-      :meth:`DemoTrainConfig.smoke` when ``smoke``), trained now, or loaded when an earlier
-      call trained it (``retrain=True`` trains it again). With ``smoke`` it is trained in a
-      temporary folder and never kept, so parallel test runs cannot share a half-written one.
-    """
-    from t2ilib.train.ssagan import load_generator
-
-    device = pick_device(str(device))
-    if checkpoint not in (None, ""):
-        path, source = Path(checkpoint), f"checkpoint {checkpoint}"
-        if not path.is_file():
-            raise FileNotFoundError(f"no SSA-GAN checkpoint at {path}")
-    elif (found := notebook07_checkpoints(smoke)) and not retrain:
-        path, source = found[0], f"notebook 07's checkpoint ({found[0].parent.name})"
-    else:
-        if train_config is None:
-            train_config = DemoTrainConfig.smoke() if smoke else DemoTrainConfig()
-        source = " (no notebook-07 checkpoint)"
-        if smoke:
-            with tempfile.TemporaryDirectory(prefix="t2i_demo_smoke_") as tmp:
-                path, _ = _train_demo_model(train_config, Path(tmp), device, True, progress_bar)
-                g, text_encoder, vocab, _ = load_generator(path, device, use_ema)
-            return DemoModel(g, text_encoder, vocab, None, "tiny smoke SSA-GAN" + source)
-        path, trained = _train_demo_model(train_config, train_config.run_dir(), device, retrain,
-                                          progress_bar)
-        source = f"small demo SSA-GAN, trained {'now' if trained else 'earlier'}" + source
-    g, text_encoder, vocab, _ = load_generator(path, device, use_ema)
-    return DemoModel(g, text_encoder, vocab, path, source)
 
 
 # ------------------------------------------------------------------------- generating
@@ -465,64 +296,6 @@ class SSAGANDemo:
 
 # ------------------------------------------------------------------------- SISGAN tab
 
-@dataclass
-class SISGANModel:
-    """Notebook 09's SISGAN generator with its frozen text encoder, vocabulary and sources.
-
-    ``sources`` ``(N, 3, S, S)`` in [-1, 1]: test-split images to manipulate, at the
-    generator's size; ``source_captions``: the first caption of each.
-    """
-
-    generator: torch.nn.Module
-    text_encoder: torch.nn.Module
-    vocab: Vocabulary
-    sources: Tensor
-    source_captions: list[str]
-    source: str
-
-
-def load_or_train_sisgan_model(checkpoint: str | os.PathLike[str] | None = None,
-                               device: str | torch.device = "cpu", smoke: bool = False,
-                               retrain: bool = False, root: str | os.PathLike[str] | None = None,
-                               n_sources: int = 16, progress_bar: bool = True) -> SISGANModel:
-    """The demo's SISGAN: ``checkpoint`` if given, else notebook 09's ToyBirds model.
-
-    Without ``checkpoint``, :func:`t2ilib.train.sisgan.load_or_train_sisgan` loads notebook
-    09's checkpoint (``checkpoint_root()/sisgan_toybirds64.pt``) or, when there is none,
-    trains that model now (``smoke``: a tiny one in a temporary file, seconds). The first
-    ``n_sources`` images of the test split of ``root`` (default: the ToyBirds set notebook 09
-    trains on; pass the CUB folder for a CUB checkpoint) are the sources, at their native
-    size, resized to the generator's if they differ.
-    """
-    from t2ilib.data.toybirds import ensure_toybirds
-    from t2ilib.train.sisgan import load_native_split, load_or_train_sisgan, load_sisgan
-
-    device = pick_device(str(device))
-    if checkpoint not in (None, ""):
-        g, text_encoder, vocab, _ = load_sisgan(checkpoint, device)
-        source = f"SISGAN checkpoint {checkpoint}"
-    else:
-        run = load_or_train_sisgan(device=device, smoke=smoke, retrain=retrain,
-                                   progress_bar=progress_bar)
-        g, text_encoder, vocab = run.generator.eval(), run.text_encoder.eval(), run.vocab
-        name = run.path.name if run.path is not None else "no file"
-        source = f"notebook 09's SISGAN ({name}, {'trained now' if run.trained else 'loaded'})"
-    if root is None:
-        root = (ensure_toybirds(data_root() / "toybirds_smoke", n_train=48, n_test=16) if smoke
-                else ensure_toybirds(data_root() / "toybirds"))
-    test = load_native_split(root, "test")
-    if test.vocab != vocab:
-        raise ValueError(f"the test split of {root} has another vocabulary than the SISGAN model")
-    n = min(n_sources, len(test))
-    sources = test.images[:n].float() / 127.5 - 1.0                       # (n, 3, S, S)
-    size = int(g.config.image_size)
-    if sources.shape[-1] != size:
-        sources = F.interpolate(sources, size=(size, size), mode="bilinear", antialias=True,
-                                align_corners=False).clamp(-1, 1)
-    captions = [vocab.decode(test.captions[i * test.captions_per_image]) for i in range(n)]
-    return SISGANModel(g, text_encoder, vocab, sources, captions, source)
-
-
 class SISGANDemo:
     """The SISGAN tab: a source image of the test split and a new caption -> the result.
 
@@ -574,7 +347,7 @@ class SISGANDemo:
             return None
         try:
             source = m.sources[i:i + 1]
-            from t2ilib.train.sisgan import manipulate
+            from t2ilib.sisgan.sampling import manipulate
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # already shown in the message

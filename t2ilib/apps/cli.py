@@ -2,15 +2,15 @@
 
 Commands::
 
-    python -m t2ilib train ssagan --dataset toybirds --epochs 20 --device cpu --resolution 64
-    python -m t2ilib train ssagan --dataset cub --data-dir data/birds --device cuda \\
-        --resolution 256 --epochs 600 --damsm DAMSM.pt
+    python -m t2ilib train ssagan --dataset toybirds --epochs 20 --device cpu   # TOYBIRDS
+    python -m t2ilib train ssagan --recipe paper --dataset cub --data-dir data/birds \\
+        --device cuda --damsm DAMSM.pt                                    # the paper's run
     torchrun --nproc_per_node=4 -m t2ilib train ssagan --dataset cub ...   # data parallel
     python -m t2ilib sample --checkpoint runs/ssagan/checkpoint.pt --caption "a red bird" \\
         -n 8 --out grid.png
     python -m t2ilib evaluate --checkpoint runs/ssagan/checkpoint.pt \\
         --metrics fid,is,rprec,toy --n-samples 30000 --out report.json
-    python -m t2ilib manipulate --checkpoint data/checkpoints/sisgan_toybirds64.pt \\
+    python -m t2ilib manipulate --checkpoint data/runs/sisgan_toybirds64/checkpoint.pt \\
         --image bird.jpg --caption "this bird has a red belly and blue wings" --out edited.png
 
 Bad arguments and expected failures (missing data, a checkpoint of another configuration)
@@ -20,7 +20,6 @@ end with a one-line ``t2ilib: error: ...`` and exit status 2, not a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -45,43 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
-    ssa = models.add_parser("ssagan", help="train SSA-GAN (t2ilib.train.ssagan)")
+    ssa = models.add_parser("ssagan", help="train SSA-GAN (t2ilib.ssagan)",
+                            description="Train SSA-GAN with a recipe (t2ilib.ssagan.recipes); "
+                            "every option below that is not given keeps the recipe's value.")
+    ssa.add_argument("--recipe", choices=("paper", "paper_finetune", "toybirds", "smoke"),
+                     default=None, help="default: toybirds for --dataset toybirds, paper for cub")
     ssa.add_argument("--dataset", choices=("toybirds", "cub"), default="toybirds")
     ssa.add_argument("--data-dir", type=Path, default=None,
                      help="dataset folder (default: $T2I_DATA/toybirds or $T2I_DATA/birds)")
-    ssa.add_argument("--run-dir", type=Path, default=None,
-                     help="checkpoints, loss log, sample grids (default: runs/ssagan_<dataset>)")
-    ssa.add_argument("--epochs", type=_positive, default=20)
-    ssa.add_argument("--batch-size", type=_positive, default=24, help="per process")
-    ssa.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=64)
-    ssa.add_argument("--ngf", type=_positive, default=None, help="default: 32 (toy), 64 (cub)")
-    ssa.add_argument("--ndf", type=_positive, default=None,
-                     help="default: 16 (toy), as ngf (cub)")
+    ssa.add_argument("--run-dir", type=Path, default=None, help="checkpoints, loss log, sample "
+                     "grids (default: runs/ssagan_<dataset>_<resolution>)")
+    ssa.add_argument("--epochs", type=_positive, default=None)
+    ssa.add_argument("--batch-size", type=_positive, default=None, help="per process")
+    ssa.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=None)
+    ssa.add_argument("--ngf", type=_positive, default=None, help="generator width")
+    ssa.add_argument("--ndf", type=_positive, default=None, help="discriminator width")
     ssa.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ssa.add_argument("--damsm", type=Path, default=None,
-                     help="pretrained DAMSM checkpoint (t2ilib.train.damsm); "
+                     help="pretrained DAMSM checkpoint (t2ilib.damsm.pretrain); "
                           "default: pretrain one into the run folder")
     ssa.add_argument("--damsm-epochs", type=_positive, default=10)
     ssa.add_argument("--image-encoder", choices=("small_cnn", "inception"), default=None,
                      help="for a DAMSM pretrained here (default: small_cnn, inception for cub)")
-    ssa.add_argument("--lr-g", type=float, default=None,
-                     help="G's learning rate (default: 4e-4 toybirds, the paper's 1e-4 cub)")
-    ssa.add_argument("--lr-d", type=float, default=None,
-                     help="D's learning rate (default: 1.6e-3 toybirds, the paper's 4e-4 cub)")
-    ssa.add_argument("--damsm-weight", type=float, default=None,
-                     help="lambda of G's DAMSM term (default: 1 toybirds, the paper's 0.05 cub)")
+    ssa.add_argument("--lr-g", type=float, default=None, help="G's learning rate")
+    ssa.add_argument("--lr-d", type=float, default=None, help="D's learning rate")
+    ssa.add_argument("--damsm-weight", type=float, default=None, help="lambda of G's DAMSM term")
     ssa.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction,
-                     default=None, help="train the DAMSM encoders jointly (main_finetune.py; "
-                     "default: on for toybirds, off for cub)")
-    ssa.add_argument("--gp-mode", choices=("separate", "joint"), default="separate")
-    ssa.add_argument("--ema-decay", type=float, default=0.0)
-    ssa.add_argument("--mode-seeking-weight", type=float, default=0.0,
-                     help="weight of MSGAN's diversity term in G's loss (default 0: off)")
-    ssa.add_argument("--seed", type=int, default=100)
+                     default=None, help="train the DAMSM encoders jointly (main_finetune.py)")
+    ssa.add_argument("--gp-mode", choices=("separate", "joint"), default=None)
+    ssa.add_argument("--ema-decay", type=float, default=None)
+    ssa.add_argument("--mode-seeking-weight", type=float, default=None,
+                     help="weight of MSGAN's diversity term in G's loss (0: off)")
+    ssa.add_argument("--seed", type=int, default=None)
     ssa.add_argument("--max-steps-per-epoch", type=_positive, default=None)
-    ssa.add_argument("--log-every", type=_positive, default=20)
+    ssa.add_argument("--log-every", type=_positive, default=None)
     ssa.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too")
-    ssa.add_argument("--compile", action="store_true", help="torch.compile G and D")
+    ssa.add_argument("--compile", action="store_true",
+                     help="torch.compile G and the DAMSM image encoder")
     ssa.add_argument("--tensorboard", action="store_true",
                      help="also log losses and samples to RUN_DIR/tensorboard")
     ssa.add_argument("--retrain", action="store_true", help="ignore an existing checkpoint")
@@ -97,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-ema", action="store_true", help="use G, not its EMA copy")
 
     ev = commands.add_parser("evaluate", help="FID, IS, R-precision, ToyBirds oracle metrics "
-                                              "of a checkpoint (t2ilib.metrics.evaluate)")
+                                              "of a checkpoint (t2ilib.apps.evaluate)")
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--dataset", choices=("toybirds", "cub"), default="toybirds")
     ev.add_argument("--data-dir", type=Path, default=None,
@@ -122,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=Path("report.json"))
 
     man = commands.add_parser("manipulate", help="edit an image to match a caption with a "
-                                                 "SISGAN checkpoint (t2ilib.train.sisgan)")
+                                                 "SISGAN checkpoint (t2ilib.sisgan)")
     man.add_argument("--checkpoint", type=Path, required=True)
     man.add_argument("--image", type=Path, required=True,
                      help="source image (centre-cropped to a square, resized to the model's size)")
@@ -148,85 +147,85 @@ def _dataset_root(args: argparse.Namespace) -> Path:
     return ensure_toybirds(args.data_dir)
 
 
+#: Options of ``train ssagan`` that override the recipe field of the same name.
+RECIPE_OPTIONS = ("epochs", "batch_size", "resolution", "ngf", "ndf", "lr_g", "lr_d",
+                  "damsm_weight", "finetune_text_encoder", "gp_mode", "ema_decay",
+                  "mode_seeking_weight", "seed", "max_steps_per_epoch", "log_every")
+
+
+def _recipe(args: argparse.Namespace):
+    """The named recipe with every option the command line gives."""
+    from t2ilib.ssagan.recipes import RECIPES
+
+    name = args.recipe or ("toybirds" if args.dataset == "toybirds" else "paper")
+    changes = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
+    if args.no_amp:
+        changes["amp"] = False
+    if args.compile:
+        changes["compile"] = True
+    if args.tensorboard:
+        changes["tensorboard"] = True
+    return RECIPES[name].with_(**changes)
+
+
 def _train_ssagan(args: argparse.Namespace) -> int:
     import torch
-    from torch.utils.data import DataLoader
 
-    from t2ilib.data.cache import CachedCUBDataset
-    from t2ilib.data.cub import collate_sorted
-    from t2ilib.models.image_encoder import InceptionEncoder, SmallCNNEncoder
-    from t2ilib.models.ssagan import SSAGANConfig
-    from t2ilib.runtime import pick_device, repo_root, seed_everything
-    from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-    from t2ilib.train import ddp
-    from t2ilib.train.damsm import (
+    from t2ilib.damsm.image_encoder import InceptionEncoder, SmallCNNEncoder
+    from t2ilib.damsm.pretrain import (
         DAMSMTrainConfig,
         load_damsm,
         load_or_train_damsm,
         trained_image_size,
     )
-    from t2ilib.train.ssagan import (
-        TOYBIRDS_TRAIN,
-        SSAGANTrainConfig,
-        SSAGANTrainer,
-        TrainData,
-        load_or_train_ssagan,
-    )
+    from t2ilib.data.cache import CachedCUBDataset
+    from t2ilib.data.trainset import TrainData
+    from t2ilib.engine import ddp
+    from t2ilib.engine.loop import load_or_train
+    from t2ilib.runtime import pick_device, repo_root, seed_everything
+    from t2ilib.ssagan.train import ssagan_engine
+    from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 
+    recipe = _recipe(args)
+    cfg, resolution = recipe.train, recipe.model.resolution
     info = ddp.init_distributed()
     device = pick_device(args.device)
     if info.distributed and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     root = _dataset_root(args)
-    run_dir = args.run_dir or repo_root() / "runs" / f"ssagan_{args.dataset}_{args.resolution}"
-    seed_everything(args.seed)
-    dataset = CachedCUBDataset(root, "train", image_size=args.resolution, uint8=True)
+    run_dir = args.run_dir or repo_root() / "runs" / f"ssagan_{args.dataset}_{resolution}"
+    seed_everything(cfg.seed)
+    dataset = CachedCUBDataset(root, "train", image_size=resolution, uint8=True)
     data = TrainData.from_dataset(dataset, name=f"{args.dataset}:{root.name}")
-    damsm_size = args.resolution
+    damsm_size = resolution
     if args.damsm is not None:
         text_encoder, image_encoder, damsm_info = load_damsm(args.damsm)
-        damsm_size = trained_image_size(damsm_info["fingerprint"]) or args.resolution
+        damsm_size = trained_image_size(damsm_info["fingerprint"]) or resolution
     else:
         if info.distributed:
             raise ValueError("pretrain the DAMSM first (one process), then pass --damsm")
-        text_encoder = TextEncoder(TextEncoderConfig(len(data.vocab)))
+        text_encoder = TextEncoder(TextEncoderConfig(len(data.vocab),
+                                                     hidden_dim=recipe.model.sentence_dim))
         kind = args.image_encoder or ("inception" if args.dataset == "cub" else "small_cnn")
         image_encoder = InceptionEncoder() if kind == "inception" else SmallCNNEncoder()
-        loader = DataLoader(CachedCUBDataset(root, "train", image_size=args.resolution,
-                                             seed=args.seed),
-                            batch_size=args.batch_size, shuffle=True, drop_last=True,
-                            collate_fn=collate_sorted)
         config = DAMSMTrainConfig(epochs=args.damsm_epochs,
-                                  max_steps_per_epoch=args.max_steps_per_epoch)
-        load_or_train_damsm(run_dir / "damsm.pt", text_encoder, image_encoder, loader, config,
-                            extra={"data": data.describe(), "seed": args.seed}, device=device)
-    ngf = args.ngf or (64 if args.dataset == "cub" else 32)
-    ndf = args.ndf or (16 if args.dataset == "toybirds" else ngf)
-    model = SSAGANConfig(resolution=args.resolution, ngf=ngf, ndf=ndf)
-    base = TOYBIRDS_TRAIN if args.dataset == "toybirds" else SSAGANTrainConfig()
-    small_cnn = isinstance(image_encoder, SmallCNNEncoder)
-    finetune = (base.finetune_text_encoder if args.finetune_text_encoder is None
-                else args.finetune_text_encoder)
-    config = dataclasses.replace(  # the recipe, with what the command line sets
-        base, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-        lr_g=base.lr_g if args.lr_g is None else args.lr_g,
-        lr_d=base.lr_d if args.lr_d is None else args.lr_d,
-        damsm_weight=base.damsm_weight if args.damsm_weight is None else args.damsm_weight,
-        finetune_damsm_weight=(base.finetune_damsm_weight if args.damsm_weight is None
-                               else args.damsm_weight),
-        damsm_image_size=damsm_size if small_cnn and damsm_size != args.resolution else None,
-        finetune_text_encoder=finetune, gp_mode=args.gp_mode, ema_decay=args.ema_decay,
-        mode_seeking_weight=args.mode_seeking_weight,
-        max_steps_per_epoch=args.max_steps_per_epoch, log_every=args.log_every,
-        amp=not args.no_amp, compile=args.compile, tensorboard=args.tensorboard)
-    trainer = SSAGANTrainer(config, model, text_encoder, image_encoder, data, device=device,
-                            run_dir=run_dir, dist=info)
-    result = load_or_train_ssagan(trainer, retrain=args.retrain)
+                                  max_steps_per_epoch=cfg.max_steps_per_epoch)
+        load_or_train_damsm(run_dir / "damsm", text_encoder, image_encoder,
+                            CachedCUBDataset(root, "train", image_size=resolution, seed=cfg.seed),
+                            config, batch_size=cfg.batch_size, seed=cfg.seed,
+                            extra={"data": data.describe()}, device=device)
+    small_cnn = isinstance(image_encoder, SmallCNNEncoder)  # Inception resizes to 299 itself
+    recipe = recipe.with_(sentence_dim=text_encoder.config.hidden_dim,
+                          damsm_image_size=(damsm_size if small_cnn and damsm_size != resolution
+                                            else None))
+    engine = ssagan_engine(recipe, text_encoder, image_encoder, data, device=device,
+                           run_dir=run_dir, dist=info)
+    result = load_or_train(engine, retrain=args.retrain)
     if info.is_main:
         state = "interrupted" if result.interrupted else ("done" if result.trained else
                                                           "already trained (loaded)")
-        print(json.dumps({"status": state, "step": result.step, "epoch": result.epoch,
-                          "checkpoint": str(trainer.checkpoint_path)}))
+        print(json.dumps({"status": state, "recipe": recipe.name, "step": result.step,
+                          "epoch": result.epoch, "checkpoint": str(engine.checkpoint_path)}))
     ddp.shutdown_distributed()
     return 0
 
@@ -234,7 +233,7 @@ def _train_ssagan(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
-    from t2ilib.train.ssagan import generate, load_generator
+    from t2ilib.ssagan.sampling import generate, load_generator
     from t2ilib.viz import save_grid
 
     g, text_encoder, vocab, _ = load_generator(args.checkpoint, args.device, not args.no_ema)
@@ -248,13 +247,13 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from t2ilib.apps.evaluate import EvalConfig, parse_metrics
     from t2ilib.io import atomic_write
-    from t2ilib.metrics.evaluate import EvalConfig, parse_metrics
 
     metrics = parse_metrics(args.metrics)
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"no such file: {args.checkpoint}")
-    from t2ilib.metrics.evaluate import evaluate_checkpoint
+    from t2ilib.apps.evaluate import evaluate_checkpoint
 
     config = EvalConfig(metrics=metrics, n_samples=args.n_samples,
                         samples_per_image=args.samples_per_image, batch_size=args.batch_size,
@@ -284,7 +283,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _manipulate(args: argparse.Namespace) -> int:
     import torch
 
-    from t2ilib.train.sisgan import images_from_files, load_sisgan, manipulate
+    from t2ilib.sisgan.sampling import images_from_files, load_sisgan, manipulate
     from t2ilib.viz import save_grid
 
     if not args.image.is_file():
@@ -302,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 with a one-line error on failure)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from t2ilib.train.checkpoint import CheckpointMismatch
+    from t2ilib.engine.checkpoint import CheckpointMismatch
 
     try:
         if args.command == "train":

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from t2ilib.io import load_torch
+from t2ilib.io import MissingWeightsError, load_torch
 
 __all__ = [
     "SmallCNNConfig",
@@ -145,10 +145,6 @@ _REGION_BLOCKS = (
     "Mixed_6e",
 )
 _GLOBAL_BLOCKS = ("Mixed_7a", "Mixed_7b", "Mixed_7c")
-
-
-class MissingWeightsError(FileNotFoundError):
-    """Pretrained weights were asked for but no local file holds them (nothing is downloaded)."""
 
 
 @dataclass(frozen=True)

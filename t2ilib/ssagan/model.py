@@ -23,7 +23,7 @@ fine end, where the channel count falls, is the same at every size. ``forward`` 
 the image and the list of the masks $m_k$ the blocks used (post-sigmoid).
 
 **DF-GAN variant** (``block="df"``): the same skeleton with DF-GAN v1's
-:class:`~t2ilib.models.blocks.DFBlock` (four plain affines, LeakyReLU) and no masks; its
+:class:`~t2ilib.ssagan.blocks.DFBlock` (four plain affines, LeakyReLU) and no masks; its
 to-RGB head has no BN (``LReLU -> conv3x3 -> tanh``), as in DF-GAN v1. ``forward`` returns
 an empty mask list. At 256 px, ``ngf=64`` it is DF-GAN v1's ``NetG`` (31,480,074 parameters).
 
@@ -58,8 +58,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from t2ilib.models.blocks import DFBlock
-from t2ilib.models.ssacn import MaskPredictor, SSACNBlock
+from t2ilib.ssagan.blocks import DFBlock
+from t2ilib.ssagan.ssacn import MaskPredictor, SSACNBlock
 
 __all__ = ["RESOLUTIONS", "BLOCKS", "G_MULTIPLIERS", "D_MULTIPLIERS", "SSAGANConfig",
            "generator_channels", "discriminator_channels", "Generator", "DownBlock",

@@ -1,0 +1,236 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+Every file the course trains (DAMSM encoders, SSA-GAN, SISGAN, the ToyBirds oracle) has one
+format, :data:`FORMAT`. A checkpoint is a plain dict (tensors, numbers, strings, lists,
+dicts) so that it loads with ``torch.load(..., weights_only=True)``; it is written atomically
+(temporary file, then rename), so an interrupted save never leaves a broken file behind:
+
+* ``format`` and ``kind`` (``"ssagan"``, ``"sisgan"``, ``"damsm"``, ``"toy_oracle"``);
+* ``state``: the ``state_dict`` of every model and optimiser (and the EMA copy of G);
+* ``rng``: the states of Python's, NumPy's, PyTorch's CPU and every CUDA generator, so that
+  resuming draws the same noise, captions and crops as an uninterrupted run would;
+* ``counters``: step, epoch, step within the epoch;
+* ``fingerprint``: the run's settings by :func:`run_fingerprint` (the one rule for every
+  model: configs, data, vocabulary). A run resuming a checkpoint made with other settings
+  is refused with an error that names every field that differs;
+* ``meta``: what rebuilding the models needs (their configs, the vocabulary's words).
+
+NumPy's legacy ``np.random.get_state()`` returns a tuple holding an ``ndarray``, which
+``weights_only`` loading rejects; we store its parts as a tensor and plain numbers instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from t2ilib.io import load_torch, save_torch
+
+__all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "capture_rng_state",
+           "restore_rng_state", "write_checkpoint", "read_checkpoint", "run_folder",
+           "checkpoint_file", "run_fingerprint", "check_compatible", "StopFlag",
+           "stop_on_signals"]
+
+#: The one checkpoint format of the course (v1: the trainers' files before the engine).
+FORMAT = "t2ilib.checkpoint.v2"
+#: The checkpoint's file name inside a run folder.
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint was made by a run with another configuration or vocabulary."""
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The states of Python's, NumPy's (legacy global) and PyTorch's generators, as plain data."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": _to_lists(random.getstate()),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Put back the generator states saved by :func:`capture_rng_state`."""
+    random.setstate(_to_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(x: Any) -> Any:
+    return [_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _to_tuples(x: Any) -> Any:
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def check_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], *,
+                     path: str | os.PathLike[str] | None = None) -> None:
+    """Raise :class:`CheckpointMismatch` naming every field where the fingerprints ``saved``
+    and ``current`` differ."""
+    keys = set(saved) | set(current)
+    diffs = [f"{k}: checkpoint has {saved.get(k, '<missing>')!r}, this run has "
+             f"{current.get(k, '<missing>')!r}"
+             for k in sorted(keys) if saved.get(k) != current.get(k)]
+    if diffs:
+        where = f"{path} was" if path is not None else "the checkpoint was"
+        raise CheckpointMismatch(f"{where} made with another configuration:\n  "
+                                 + "\n  ".join(diffs)
+                                 + "\nUse the same settings, another checkpoint path, or retrain.")
+
+
+def write_checkpoint(path: str | os.PathLike[str], *, kind: str, state: Mapping[str, Any],
+                     fingerprint: Mapping[str, Any], meta: Mapping[str, Any],
+                     counters: Mapping[str, int] | None = None, rng: bool = True) -> Path:
+    """Write a checkpoint atomically (the one format of the course, :data:`FORMAT`).
+
+    ``state`` maps names to anything with ``state_dict()`` (models, optimisers, schedulers).
+    ``fingerprint`` (what a resuming run must match) and ``meta`` (configs to rebuild the
+    models, the vocabulary) must be plain data. ``rng=False`` leaves the generator states
+    out (a file of weights only, e.g. converted encoders).
+    """
+    payload = {
+        "format": FORMAT,
+        "kind": kind,
+        "state": {name: obj.state_dict() for name, obj in state.items()},
+        "rng": capture_rng_state() if rng else None,
+        "counters": {k: int(v) for k, v in (counters or {}).items()},
+        "fingerprint": _plain(dict(fingerprint)),
+        "meta": _plain(dict(meta)),
+    }
+    return save_torch(payload, path)
+
+
+def read_checkpoint(path: str | os.PathLike[str], kind: str | tuple[str, ...],
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint of ``kind`` (``weights_only``) and check its format and kind.
+
+    Raises :class:`CheckpointMismatch` for a file of another format (older t2ilib
+    versions wrote ``t2ilib.checkpoint.v1`` / ``t2ilib.damsm.v1``: remake those) or of
+    another kind (e.g. a SISGAN checkpoint given where an SSA-GAN one is needed).
+    """
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    payload = load_torch(path, map_location=map_location)
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != FORMAT:
+        what = f"format {found!r}" if found else "no t2ilib checkpoint format"
+        raise CheckpointMismatch(
+            f"{path} has {what}; this t2ilib reads {FORMAT!r}. Files written before the "
+            "training engine (format t2ilib.checkpoint.v1 or t2ilib.damsm.v1) cannot be "
+            "resumed: remake it by re-running the notebook or command that made it (with "
+            "retrain=True / --retrain), or delete it.")
+    if payload.get("kind") not in kinds:
+        raise CheckpointMismatch(f"{path} is a {payload.get('kind')!r} checkpoint, not "
+                                 f"{' or '.join(repr(k) for k in kinds)}")
+    return payload
+
+
+def run_folder(path: str | os.PathLike[str]) -> Path:
+    """The run folder a path names: a folder itself; ``<dir>/checkpoint.pt`` its folder;
+    any other ``.pt`` file ``<dir>/<name>.pt`` the folder ``<dir>/<name>/`` beside it."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        return path
+    return path.parent if path.name == CHECKPOINT_NAME else path.with_suffix("")
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file a path names: an existing file, else the ``checkpoint.pt`` of the
+    run folder (:func:`run_folder`) when there is one, else ``path`` as given."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    inside = run_folder(path) / CHECKPOINT_NAME
+    return inside if inside.is_file() else path
+
+
+def run_fingerprint(**sections: Any) -> dict[str, Any]:
+    """The one fingerprint rule: ``{"section.field": value}`` of plain data.
+
+    Each keyword is a section: a dataclass (its fields, less those named in its
+    ``RUN_ONLY`` class attribute, such as the number of epochs), a dict, or a plain value.
+    Two runs whose fingerprints are equal may resume each other's checkpoints.
+    """
+    flat: dict[str, Any] = {}
+    for name, value in sections.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            skip = set(getattr(value, "RUN_ONLY", ()))
+            value = _plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                            if f.name not in skip})
+        if isinstance(value, Mapping):
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    return _plain(flat)
+
+
+def _plain(obj: Any) -> Any:
+    """Round-trip through JSON (tuples become lists, dataclasses dicts): stored and fresh
+    data compare equal."""
+    return json.loads(json.dumps(obj, default=_as_dict))
+
+
+def _as_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"{type(obj).__name__} is not plain data (JSON)")
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM inside :func:`stop_on_signals`; the training loop polls it."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def stop_on_signals(signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopFlag]:
+    """Turn Ctrl-C / SIGTERM into a flag, so the loop can save a checkpoint and return cleanly.
+
+    A second signal of the same kind falls through to the previous handler (a second
+    Ctrl-C still interrupts at once). Outside the main thread (where Python cannot install
+    handlers) the flag simply never gets set.
+    """
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag:
+            signal.signal(signum, previous[signum])
+            signal.raise_signal(signum)
+        flag.signal = signum
+
+    for sig in signals:
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

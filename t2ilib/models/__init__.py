@@ -1,1 +1,0 @@
-"""Networks: image encoders, conditioning blocks, SSACN, SSA-GAN's generator and discriminator."""

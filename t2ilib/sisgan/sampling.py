@@ -1,0 +1,117 @@
+"""Using a trained SISGAN: edit images to match captions, rebuild G from its run's checkpoint.
+
+``python -m t2ilib manipulate`` and the demo of notebook 10 call these; the checkpoint is the
+``checkpoint.pt`` of a run folder written by :mod:`t2ilib.sisgan.train` (G, D, their
+optimisers, the frozen text encoder, the vocabulary), so :func:`load_sisgan` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from t2ilib.engine.checkpoint import CheckpointMismatch, read_checkpoint
+from t2ilib.runtime import pick_device
+from t2ilib.sisgan.model import Generator, SISGANConfig
+from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+from t2ilib.text.vocab import Vocabulary, captions_to_ids
+from t2ilib.viz import read_loss_csv
+
+__all__ = ["manipulate", "load_sisgan", "images_from_files"]
+
+
+@torch.no_grad()
+def manipulate(generator: Generator, text_encoder: TextEncoder, vocab: Vocabulary,
+               images: Tensor, captions: Sequence[str], seed: int | None = None) -> Tensor:
+    """Edit ``images`` ``(B, 3, S, S)`` in [-1, 1] to match ``captions`` (one per image, or one
+    for all): returns ``(B, 3, S, S)`` in [-1, 1] on the CPU.
+
+    Captions are tokenized by :func:`~t2ilib.text.vocab.captions_to_ids`: unknown words are
+    dropped with a ``UserWarning``, and a caption with no known word raises ``ValueError``.
+    ``seed=None`` uses the mean augmentation code (``eps = 0``: deterministic); an integer
+    draws ``eps ~ N(0, I)`` from a generator with that seed. Both models run in eval mode
+    (and are put back in their previous mode).
+    """
+    captions = list(captions)
+    if isinstance(images, Tensor) and images.dim() == 3:
+        raise ValueError("images must be a batch (B, 3, S, S); add a batch dimension")
+    if len(captions) == 1 and images.shape[0] > 1:
+        captions = captions * images.shape[0]
+    if len(captions) != images.shape[0]:
+        raise ValueError(f"{len(captions)} captions for {images.shape[0]} images")
+    if images.dtype == torch.uint8:
+        raise ValueError("images must be float in [-1, 1], not uint8 (use x / 127.5 - 1)")
+    device = next(generator.parameters()).device
+    ids, lengths = captions_to_ids(vocab, captions)  # (B, T), (B,)
+    c = generator.config.condition_dim
+    eps = (torch.zeros(len(captions), c) if seed is None else
+           torch.randn(len(captions), c, generator=torch.Generator().manual_seed(seed)))
+    modes = generator.training, text_encoder.training
+    generator.eval()
+    text_encoder.eval()
+    try:
+        _, sentence = text_encoder(ids.to(device), lengths)  # (B, D)
+        out, _, _ = generator(images.float().to(device), sentence.float(), eps.to(device))
+    finally:
+        generator.train(modes[0])
+        text_encoder.train(modes[1])
+    return out.float().cpu()
+
+
+def load_sisgan(path: str | os.PathLike[str], device: str | torch.device = "cpu"
+                ) -> tuple[Generator, TextEncoder, Vocabulary, dict[str, Any]]:
+    """Rebuild G and the frozen text encoder from a SISGAN run's ``checkpoint.pt``.
+
+    Returns ``(generator, text_encoder, vocabulary, meta)``, both models in eval mode on
+    ``device``; ``meta`` holds ``model_config``, ``train_config``, ``data``, ``epoch``, ``step``,
+    ``path`` and the loss ``log`` (columns of the run folder's ``losses.csv``; empty when there
+    is none). Raises ``FileNotFoundError`` for a missing file and
+    :class:`~t2ilib.engine.checkpoint.CheckpointMismatch` for a file that is not a SISGAN
+    checkpoint.
+    """
+    device = pick_device(str(device))
+    try:
+        payload = read_checkpoint(path, "sisgan")
+    except CheckpointMismatch as err:
+        raise CheckpointMismatch(f"{path} is not a SISGAN training checkpoint: {err}") from err
+    meta, state = payload["meta"], payload["state"]
+    model_config = dict(meta["model_config"])
+    g = Generator(SISGANConfig(**model_config), pretrained=False)
+    g.load_state_dict(state["G"])
+    te = TextEncoder(TextEncoderConfig(**meta["text_encoder_config"]))
+    te.load_state_dict(state["text_encoder"])
+    log_file = Path(path).parent / "losses.csv"
+    info = {"model_config": model_config, "train_config": meta["train_config"],
+            "data": meta["data"], "epoch": int(payload["counters"]["epoch"]),
+            "step": int(payload["counters"]["step"]),
+            "log": read_loss_csv(log_file) if log_file.is_file() else {}, "path": str(path)}
+    return (g.to(device).eval(), te.to(device).eval().requires_grad_(False),
+            Vocabulary.from_words(meta["vocab_words"]), info)
+
+
+def images_from_files(paths: Sequence[str | os.PathLike[str]], size: int) -> Tensor:
+    """Read image files as a batch ``(B, 3, size, size)`` in [-1, 1]: RGB, centre square
+    crop, bilinear resize. Raises ``ValueError`` naming a file that is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+        except UnidentifiedImageError as err:
+            raise ValueError(f"{p} is not an image file PIL can read") from err
+        w, h = im.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((size, size),
+                                                                  Image.Resampling.BILINEAR)
+        x = torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)  # (3, size, size)
+        out.append(x.float() / 127.5 - 1.0)
+    return torch.stack(out)

@@ -1,0 +1,65 @@
+"""Using a trained SSA-GAN: rebuild G and the text encoder from a checkpoint, draw images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from t2ilib.engine.checkpoint import read_checkpoint
+from t2ilib.runtime import pick_device
+from t2ilib.ssagan.model import Generator, SSAGANConfig
+from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+from t2ilib.text.vocab import Vocabulary, captions_to_ids
+
+__all__ = ["load_generator", "generate", "generate_from_ids"]
+
+
+@torch.no_grad()
+def generate_from_ids(g: Generator, text_encoder: TextEncoder, ids: Tensor, lengths: Tensor,
+                      z: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Images ``(B, 3, R, R)`` in [-1, 1] and masks (CPU) for token ids ``(B, T)``, lengths
+    ``(B,)`` and noise ``(B, nz)``; both models run in eval mode and get their modes back."""
+    device = next(g.parameters()).device
+    modes = g.training, text_encoder.training
+    g.eval()
+    text_encoder.eval()
+    try:
+        _, sentence = text_encoder(ids.to(device), lengths)
+        images, masks = g(z.to(device), sentence)
+    finally:
+        g.train(modes[0])
+        text_encoder.train(modes[1])
+    return images.float().cpu(), [m.float().cpu() for m in masks]
+
+
+def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                   use_ema: bool = True
+                   ) -> tuple[Generator, TextEncoder, Vocabulary, dict[str, Any]]:
+    """Rebuild G (the EMA copy if saved and ``use_ema``) and the text encoder from an SSA-GAN
+    checkpoint. Returns ``(G, text_encoder, vocabulary, payload)``, in eval mode on ``device``.
+    """
+    device = pick_device(str(device))
+    payload = read_checkpoint(path, "ssagan")
+    meta, state = payload["meta"], payload["state"]
+    g = Generator(SSAGANConfig(**meta["model_config"]))
+    g.load_state_dict(state["G_ema"] if use_ema and "G_ema" in state else state["G"])
+    te = TextEncoder(TextEncoderConfig(**meta["text_encoder_config"]))
+    te.load_state_dict(state["text_encoder"])
+    return (g.to(device).eval(), te.to(device).eval(), Vocabulary.from_words(meta["vocab_words"]),
+            payload)
+
+
+def generate(g: Generator, text_encoder: TextEncoder, vocab: Vocabulary, captions: Sequence[str],
+             z: Tensor | None = None, seed: int = 0) -> tuple[Tensor, list[Tensor]]:
+    """Images ``(B, 3, R, R)`` in [-1, 1] (CPU) and masks for user captions.
+
+    ``z`` ``(B, nz)`` defaults to noise drawn from a generator seeded with ``seed``.
+    """
+    ids, lengths = captions_to_ids(vocab, captions)
+    if z is None:
+        z = torch.randn(len(captions), g.config.nz, generator=torch.Generator().manual_seed(seed))
+    return generate_from_ids(g, text_encoder, ids, lengths, z)

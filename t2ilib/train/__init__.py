@@ -1,1 +1,0 @@
-"""Training loops (DAMSM pretraining, SSA-GAN, SISGAN) and checkpoints."""

@@ -1,0 +1,255 @@
+"""The package's architecture rules, checked on its source: import layers, file sizes, names.
+
+**Import layers.** Every ``import`` / ``from ... import`` statement of every module of
+``t2ilib`` (module level or inside functions, absolute or relative) is an edge of the import
+graph. A module may import its own package and any package of its layer or below, never one
+above (low to high):
+
+====  ========================================================================
+0     ``t2ilib.runtime``, ``t2ilib.io``, ``t2ilib.viz``
+1     ``t2ilib.text``
+2     ``t2ilib.data``
+3     ``t2ilib.engine``
+4     ``t2ilib.damsm``
+5     ``t2ilib.metrics``
+6     ``t2ilib.ssagan``, ``t2ilib.sisgan`` (never each other)
+7     ``t2ilib.apps``, ``t2ilib.course``, ``t2ilib.__main__``, ``t2ilib`` itself
+====  ========================================================================
+
+**Sizes.** No module is over :data:`MAX_LINES` lines.
+
+**Names.** No top-level function or class name is defined in two modules (but the few of
+:data:`SHARED_NAMES`).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "t2ilib"
+MAX_LINES = 450
+
+#: Layer of each top-level part of t2ilib ("t2ilib" alone: the package's own __init__).
+LAYERS = {
+    "t2ilib.runtime": 0, "t2ilib.io": 0, "t2ilib.viz": 0,
+    "t2ilib.text": 1,
+    "t2ilib.data": 2,
+    "t2ilib.engine": 3,
+    "t2ilib.damsm": 4,
+    "t2ilib.metrics": 5,
+    "t2ilib.ssagan": 6, "t2ilib.sisgan": 6,
+    "t2ilib.apps": 7, "t2ilib.course": 7, "t2ilib.__main__": 7, "t2ilib": 7,
+}
+#: Parts of one layer that must not import each other (the two GANs stay independent).
+SEPARATED = [frozenset({"t2ilib.ssagan", "t2ilib.sisgan"})]
+
+#: Top-level names more than one module may define, and where (None: anywhere).
+SHARED_NAMES: dict[str, frozenset[str] | None] = {
+    # Each GAN package follows its own paper, with the paper's names: both SSA-GAN and
+    # SISGAN have a Generator and a Discriminator, a Recipe (model + training settings)
+    # and a step module with the same interface (d_step, g_step, train_step) for the engine.
+    **dict.fromkeys(["Generator", "Discriminator", "Recipe", "d_step", "g_step", "train_step"],
+                    frozenset({"t2ilib.ssagan", "t2ilib.sisgan"})),
+    # the entry point of a module run with `python -m`
+    "main": None, "_main": None,
+}
+
+
+# ---------------------------------------------------------------------------- the checker
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    """``t2ilib/ssagan/step.py -> t2ilib.ssagan.step``; a package's ``__init__`` is the package."""
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Every module of the package: ``{dotted name: path}``."""
+    return {module_name(p, package): p for p in sorted(package.rglob("*.py"))
+            if "__pycache__" not in p.parts}
+
+
+def _in_package(name: str, root: str = "t2ilib") -> bool:
+    return name == root or name.startswith(root + ".")
+
+
+def imported_modules(module: str, source: str, is_package: bool,
+                     known: set[str]) -> set[str]:
+    """The t2ilib modules ``module`` imports anywhere in ``source`` (function bodies too).
+
+    ``from X import n`` is an edge to ``X.n`` when that is a module, else to ``X``; relative
+    imports are resolved against ``module`` (a package when ``is_package``).
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                if not is_package:
+                    base = base[:-1]
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in known else target)
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"):
+            found.add(node.args[0].value)  # importlib.import_module("t2ilib....")
+    return {name for name in found if _in_package(name)}
+
+
+def import_edges(package: Path = PACKAGE) -> list[tuple[str, str]]:
+    """Every ``(importer, imported)`` pair inside t2ilib, sorted."""
+    modules = package_modules(package)
+    known = set(modules)
+    edges = set()
+    for name, path in modules.items():
+        for target in imported_modules(name, path.read_text(encoding="utf-8"),
+                                       path.name == "__init__.py", known):
+            if target != name:
+                edges.add((name, target))
+    return sorted(edges)
+
+
+def part_of(module: str) -> str:
+    """The entry of :data:`LAYERS` a module belongs to: ``t2ilib.ssagan.step -> t2ilib.ssagan``."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def layer_of(module: str) -> int | None:
+    return LAYERS.get(part_of(module))
+
+
+def layer_violations(edges: list[tuple[str, str]]) -> list[str]:
+    """``"importer -> imported (layer a -> b)"`` for each edge the layer rule forbids."""
+    bad = []
+    for src, dst in edges:
+        a, b = part_of(src), part_of(dst)
+        if a == b:
+            continue  # inside one package: free
+        la, lb = layer_of(src), layer_of(dst)
+        if la is None or lb is None:
+            bad.append(f"{src} -> {dst} (no layer for {a if la is None else b})")
+        elif lb > la:
+            bad.append(f"{src} -> {dst} (layer {la} imports layer {lb})")
+        elif frozenset({a, b}) in SEPARATED:
+            bad.append(f"{src} -> {dst} ({a} and {b} must not import each other)")
+    return bad
+
+
+def top_level_names(source: str) -> set[str]:
+    """Functions and classes a module defines at top level (also under top-level if/try)."""
+    names: set[str] = set()
+    stack = list(ast.parse(source).body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            stack.extend(node.body)
+            stack.extend(getattr(node, "orelse", []))
+            stack.extend(getattr(node, "finalbody", []))
+            for handler in getattr(node, "handlers", []):
+                stack.extend(handler.body)
+    return names
+
+
+# ---------------------------------------------------------------------------- the rules
+def test_every_module_has_a_layer():
+    modules = package_modules()
+    assert "t2ilib.ssagan.step" in modules and "t2ilib" in modules
+    unplaced = sorted(m for m in modules if layer_of(m) is None)
+    assert not unplaced, f"modules outside every layer (add them to LAYERS): {unplaced}"
+
+
+def test_no_module_imports_a_higher_layer():
+    edges = import_edges()
+    assert ("t2ilib.ssagan.train", "t2ilib.ssagan.step") in edges  # the graph is real
+    bad = layer_violations(edges)
+    assert not bad, "imports against the layer order:\n" + "\n".join(bad)
+
+
+def test_the_layer_checker_catches_violations():
+    edges = [
+        ("t2ilib.ssagan.train", "t2ilib.ssagan.step"),  # same package: fine
+        ("t2ilib.apps.cli", "t2ilib.ssagan.train"),  # down: fine
+        ("t2ilib.metrics.fid", "t2ilib.damsm.image_encoder"),  # down: fine
+        ("t2ilib.io", "t2ilib.viz"),  # same layer: fine
+        ("t2ilib", "t2ilib.apps.cli"),  # the package may import anything
+        ("t2ilib.text.vocab", "t2ilib.data.cub"),  # up: 1 -> 2
+        ("t2ilib.engine.loop", "t2ilib.ssagan.step"),  # up: 3 -> 6
+        ("t2ilib.runtime", "t2ilib"),  # up: the package itself is the top
+        ("t2ilib.sisgan.train", "t2ilib.ssagan.losses"),  # the two GANs
+        ("t2ilib.ssagan.step", "t2ilib.sisgan"),
+        ("t2ilib.nowhere.x", "t2ilib.io"),  # a part without a layer
+    ]
+    bad = layer_violations(edges)
+    assert [b.split(" (")[0] for b in bad] == [
+        "t2ilib.text.vocab -> t2ilib.data.cub", "t2ilib.engine.loop -> t2ilib.ssagan.step",
+        "t2ilib.runtime -> t2ilib", "t2ilib.sisgan.train -> t2ilib.ssagan.losses",
+        "t2ilib.ssagan.step -> t2ilib.sisgan", "t2ilib.nowhere.x -> t2ilib.io"]
+
+
+def test_the_import_parser_finds_every_kind_of_import():
+    known = {"t2ilib", "t2ilib.io", "t2ilib.engine", "t2ilib.engine.ddp", "t2ilib.data.cub",
+             "t2ilib.ssagan", "t2ilib.ssagan.step", "t2ilib.ssagan.losses"}
+    source = "\n".join([
+        "import os",
+        "import t2ilib.io",
+        "from t2ilib.engine import ddp, Engine",  # a module and a name of the package
+        "from . import losses",  # relative, from t2ilib/ssagan/step.py
+        "from ..data.cub import fit_caption",
+        "def f():",
+        "    from t2ilib import apps",  # inside a function; not a known module: the package
+        "    import importlib",
+        "    return importlib.import_module('t2ilib.metrics.fid')",
+    ])
+    found = imported_modules("t2ilib.ssagan.step", source, False, known)
+    assert found == {"t2ilib.io", "t2ilib.engine.ddp", "t2ilib.engine", "t2ilib.ssagan.losses",
+                     "t2ilib.data.cub", "t2ilib", "t2ilib.metrics.fid"}
+    # in a package's __init__, "." is the package itself
+    assert imported_modules("t2ilib.ssagan", "from .step import train_step", True,
+                            known) == {"t2ilib.ssagan.step"}
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {name: n for name, path in package_modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split them): {long}"
+
+
+def test_no_top_level_name_is_defined_twice():
+    where: dict[str, list[str]] = defaultdict(list)
+    for name, path in package_modules().items():
+        for defined in top_level_names(path.read_text(encoding="utf-8")):
+            if not (defined.startswith("__") and defined.endswith("__")):
+                where[defined].append(name)
+    twice = {}
+    for defined, modules in sorted(where.items()):
+        if len(modules) < 2:
+            continue
+        allowed = SHARED_NAMES.get(defined, frozenset())
+        if defined in SHARED_NAMES and (allowed is None
+                                        or all(part_of(m) in allowed for m in modules)):
+            continue
+        twice[defined] = modules
+    assert not twice, f"names defined in several modules (keep one, import it): {twice}"
+
+
+@pytest.mark.parametrize("source,names", [
+    ("def f(): pass\nclass C:\n    def g(self): pass\n", {"f", "C"}),
+    ("try:\n    def h(): pass\nexcept ImportError:\n    def h(): pass\nx = 1\n", {"h"}),
+], ids=["methods", "try-branches"])
+def test_top_level_names_ignores_methods_and_variables(source, names):
+    assert top_level_names(source) == names
