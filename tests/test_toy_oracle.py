@@ -94,6 +94,17 @@ def test_flip_augmentation_swaps_facing_and_flips_the_mask():
             assert torch.equal(mk[i], masks[i].flip(-1) if flipped else masks[i])
 
 
+def test_degraded_views_keep_the_frame_and_blur_within_range():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    for _ in range(5):
+        out = tt.degrade_views(images, gen)
+        assert out.shape == images.shape and out.min() >= -1 and out.max() <= 1
+        assert not torch.equal(out, images)  # lower resolution: some detail is gone
+    flat = torch.full((1, 3, 64, 64), 0.25)
+    torch.testing.assert_close(tt.degrade_views(flat, gen), flat)  # nothing to lose
+
+
 @pytest.fixture(scope="module")
 def tiny_toybirds(tmp_path_factory):
     return write_toybirds(tmp_path_factory.mktemp("toy") / "toybirds", n_train=24, n_test=8,

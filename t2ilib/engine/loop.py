@@ -59,7 +59,8 @@ __all__ = ["Task", "Engine", "TrainResult", "step_generator", "load_or_train"]
 
 
 class Task(Protocol):
-    """What a model brings to the engine."""
+    """What a model brings to the engine. A task may also define ``sync(dist)``, called on
+    every process before grids and checkpoints (e.g. to share batch-norm statistics)."""
 
     kind: str  # "ssagan", "sisgan", "damsm", "toy_oracle": recorded in the checkpoint
     loss_names: tuple[str, ...]  # the columns of the loss log, in the order of step()'s vector

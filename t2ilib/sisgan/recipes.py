@@ -3,9 +3,10 @@
 A :class:`Recipe` is one named object: ``recipe.model`` sizes G and D, ``recipe.train`` says how
 to train them. :data:`RECIPES` lists them by name:
 
-* ``"reference"`` (:data:`REFERENCE`): the reference code's values (``shared/reference/sisgan.md``
-  §1.7; the paper itself gives no hyper-parameters): a 64 px model, Adam at 2e-4 halved every 100
-  epochs, 600 epochs of batches of 64;
+* ``"reference"`` (:data:`REFERENCE`): the reference code's values (``woozzu/dong_iccv_2017``,
+  ``train.py``, the PyTorch re-implementation of SISGAN; the paper itself gives no
+  hyper-parameters): a 64 px model, Adam at 2e-4 halved every 100 epochs, 600 epochs of batches
+  of 64;
 * ``"toybirds"`` (:data:`TOYBIRDS`): notebook 09's CPU run on ToyBirds (a few minutes);
 * ``"smoke"`` (:data:`SMOKE`): seconds, for tests and smoke runs of the notebooks.
 """
@@ -23,8 +24,8 @@ __all__ = ["SISGANTrainConfig", "Recipe", "REFERENCE", "TOYBIRDS", "SMOKE", "REC
 
 @dataclass(frozen=True)
 class SISGANTrainConfig:
-    """Training settings (defaults: the reference code's values, ``shared/reference/sisgan.md``
-    §1.7). Fields named in ``RUN_ONLY`` may change when a run resumes a checkpoint."""
+    """Training settings (defaults: the reference code's values, ``woozzu/dong_iccv_2017``).
+    Fields named in ``RUN_ONLY`` may change when a run resumes a checkpoint."""
 
     RUN_ONLY: ClassVar[tuple[str, ...]] = ("epochs", "log_every", "amp")
 
