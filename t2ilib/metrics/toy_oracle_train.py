@@ -6,8 +6,9 @@ the bird mask's binary cross-entropy, AdamW with a one-cycle learning rate over
 half of the batches the view the evaluation gives it of a generated image (:func:`degrade_views`:
 drawn at 32-56 px and enlarged back, a replicated border). Without those views the oracle read
 the body colour of real test birds seen through the evaluation's pipeline (32 px crops enlarged
-to its frame) 94.0 % of the time, under the 95 % it must reach to judge an attribute; with them
-99.3 % (200 images of 1,000 judged, ``apps.evaluate``), in its own frame 99.6 %.
+to its frame) 94.0 % of the time (200 test images), under the 95 % it must reach to judge an
+attribute, and the crown colour 85 %; with them (and 2,000 steps) 99.6 % and 98.3 % (notebook
+08's run, 1,000 test images), in its own frame 99.6 % and 99.1 %.
 :class:`OracleTask` runs it as one epoch of the engine (:mod:`t2ilib.engine.loop`): step
 ``k`` draws its batch and augmentation from a generator seeded by ``(seed, 0, k)``, and the
 scheduler is part of the checkpoint, so an interrupted run resumes exactly.
