@@ -21,3 +21,16 @@ def assert_one_line_error(exit_info, capsys, expected: str) -> None:
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert "error:" in last and expected in last
+
+
+def tiny_toybirds_train(tmp_path_factory):
+    """A 16-image ToyBirds training split at 32 px as :class:`~t2ilib.data.trainset.TrainData`
+    (the tiny data set the training tests share)."""
+    from t2ilib.data.cache import CachedCUBDataset
+    from t2ilib.data.toybirds import write_toybirds
+    from t2ilib.data.trainset import TrainData
+
+    root = write_toybirds(tmp_path_factory.mktemp("toy") / "toybirds", n_train=16, n_test=4,
+                          size=32, seed=1)
+    return TrainData.from_dataset(CachedCUBDataset(root, "train", image_size=32, uint8=True),
+                                  "toybirds32")

@@ -23,8 +23,6 @@ import torch.nn.functional as F
 
 from t2ilib.damsm.guide import damsm_image_loss
 from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
-from t2ilib.data.cache import CachedCUBDataset
-from t2ilib.data.toybirds import write_toybirds
 from t2ilib.data.trainset import TrainData
 from t2ilib.ssagan.losses import mismatched_pairs
 from t2ilib.ssagan.model import SSAGANConfig
@@ -42,6 +40,8 @@ from t2ilib.ssagan.step import (
 from t2ilib.ssagan.train import SSAGANTask
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 
+from .helpers import tiny_toybirds_train
+
 MODEL = SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=32)
 # Gates at 1 (the paper starts them at 0): every weight of G and D then gets a gradient,
 # so a term leaking into the wrong update shows in every tensor.
@@ -53,10 +53,7 @@ NETS = ("G", "D", "text_encoder", "image_encoder")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainData:
-    root = write_toybirds(tmp_path_factory.mktemp("toy") / "toybirds", n_train=16, n_test=4,
-                          size=32, seed=1)
-    return TrainData.from_dataset(CachedCUBDataset(root, "train", image_size=32, uint8=True),
-                                  "toybirds32")
+    return tiny_toybirds_train(tmp_path_factory)
 
 
 def make_task(data: TrainData, config: SSAGANTrainConfig = CONFIG,

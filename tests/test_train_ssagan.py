@@ -16,8 +16,6 @@ import pytest
 import torch
 
 from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
-from t2ilib.data.cache import CachedCUBDataset
-from t2ilib.data.toybirds import write_toybirds
 from t2ilib.data.trainset import TrainData
 from t2ilib.engine.checkpoint import CheckpointMismatch
 from t2ilib.engine.loop import Engine, load_or_train
@@ -29,16 +27,15 @@ from t2ilib.ssagan.train import SSAGANTask, ssagan_engine
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 from t2ilib.text.vocab import Vocabulary, captions_to_ids
 
+from .helpers import tiny_toybirds_train
+
 MODEL = SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=32)
 CONFIG = SSAGANTrainConfig(epochs=2, batch_size=4, log_every=2, max_steps_per_epoch=2, seed=3)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainData:
-    root = write_toybirds(tmp_path_factory.mktemp("toy") / "toybirds", n_train=16, n_test=4,
-                          size=32, seed=1)
-    return TrainData.from_dataset(CachedCUBDataset(root, "train", image_size=32, uint8=True),
-                                  "toybirds32")
+    return tiny_toybirds_train(tmp_path_factory)
 
 
 def make_trainer(data: TrainData, run_dir: Path | None, config: SSAGANTrainConfig = CONFIG,
