@@ -271,14 +271,19 @@ def test_demo_runs_and_redraws_in_a_real_browser(chromium: str, lab: tuple[LabSe
             assert stamp.text_content() != first_stamp, "typing a caption drew no new picture"
 
             # one more sample: a new, wider picture must arrive and load in the page
+            # (a redraw for the caption may still be arriving: wait for the wider one itself)
             handle = app.locator(".t2i-samples .noUi-handle").first
             handle.focus()
             handle.press("ArrowRight")
-            page.wait_for_function(
-                "([img, old]) => img.src !== old && img.complete && img.naturalWidth > 0",
-                arg=[picture.element_handle(), first["src"]])
+            try:
+                page.wait_for_function(
+                    "([img, w]) => img.complete && img.naturalWidth > w",
+                    arg=[picture.element_handle(), first["width"]])
+            except Exception as err:
+                raise AssertionError(f"no wider picture after one more sample: {first} -> "
+                                     f"{_picture_state(picture)}") from err
             wider = _picture_state(picture)
-            assert wider["width"] > first["width"], (first, wider)
+            assert wider["src"] != first["src"] and wider["width"] > first["width"]
             app.evaluate("el => el.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(ARTIFACTS / "browser_demo.png"))
             app.screenshot(path=str(ARTIFACTS / "browser_demo_widget.png"))
