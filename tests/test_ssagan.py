@@ -45,7 +45,7 @@ def conv(i: int, o: int, k: int, bias: bool = True) -> int:
 
 def expected_generator_params(r: int, ngf: int, nz: int = 100, sd: int = 256,
                               block: str = "ssacn") -> int:
-    """Count G's parameters by hand from the architecture in shared/reference/ssagan.md §1."""
+    """Count G's parameters by hand from the official model.py's architecture."""
     mlp = lambda c: (sd * 256 + 256) + (256 * c + c)  # noqa: E731  Linear(sd->256), Linear(256->c)
     mask_head = lambda c: conv(c, 100, 3) + 2 * 100 + conv(100, 1, 1)  # noqa: E731  conv, BN, conv
     chans = [ngf * m for m in G_MULTS[r]]

@@ -4,7 +4,7 @@ One function, :func:`evaluate_checkpoint`, used by ``notebooks/08_evaluate`` and
 ``python -m t2ilib evaluate``. It draws images for the **test** captions and streams them,
 batch by batch, into every requested metric, so 30,000 samples never sit in memory at once.
 
-**Sampling protocol** (CUB, as the papers: ``shared/reference/ssagan.md`` §5.1). The test set
+**Sampling protocol** (CUB, as the papers: SSA-GAN's and DF-GAN's test scripts). The test set
 is walked ``samples_per_image`` times (10: every one of an image's 10 captions once); pass
 ``k`` gives image ``i`` its caption ``k mod 10`` and fresh noise. The walk repeats until
 ``n_samples`` images (30,000: CUB's 2,933 test images x 10 captions = 29,330, plus 670 of a

@@ -1,4 +1,4 @@
-"""ToyBirds: procedurally drawn, captioned birds in the CUB + AttnGAN layout (DESIGN.md §3).
+"""ToyBirds: procedurally drawn, captioned birds in the CUB + AttnGAN layout.
 
 A dataset a CPU can learn text-to-image from in minutes, with ground truth that real CUB
 lacks. Each image is a cartoon bird on a background (drawn by :mod:`t2ilib.data.toybirds_draw`)

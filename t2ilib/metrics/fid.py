@@ -10,7 +10,7 @@ FID (Heusel et al., 2017) fits a Gaussian to the features of real images,
 "The" FID of every paper since then uses the 2048-d pool3 features of one network: the
 TensorFlow Inception graph ``inception-2015-12-05``, ported to PyTorch as
 ``pt_inception-2015-12-05-6726825d.pth`` (95,628,359 bytes, SHA-256 ``6726825d...9129b2``;
-``shared/reference/metrics_data.md`` §1.1). torchvision's ImageNet Inception-v3 is a
+``pytorch-fid``'s ``FID_WEIGHTS_URL``). torchvision's ImageNet Inception-v3 is a
 *different* network: numbers made with it (DM-GAN's and DF-GAN's "FID") are not comparable
 with TF-FID numbers (AttnGAN on CUB: 23.98 vs 14.01; ``ssagan.md`` §5.2).
 

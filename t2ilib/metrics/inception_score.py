@@ -14,8 +14,8 @@ evenly spread over :math:`K` classes.
 * AttnGAN, DM-GAN, DF-GAN and SSA-GAN report a CUB IS computed with the *StackGAN birds
   Inception*: a TensorFlow-1 Inception-v3 fine-tuned on the 50 CUB test classes (a
   Google-Drive checkpoint, never on PyPI), 10 splits, about 30,000 images
-  (``shared/reference/metrics_data.md`` §2.1, ``ssagan.md`` §5.3). That network cannot be
-  obtained on the course's machines, so **the course cannot reproduce the papers' CUB IS**.
+  (the StackGAN / AttnGAN evaluation code). That network cannot be obtained on the course's
+  machines, so **the course cannot reproduce the papers' CUB IS**.
 * The default classifier here is the ImageNet FID Inception (1008 classes,
   ``logits_unbiased``; the same file as FID, :mod:`t2ilib.metrics.fid`), as in torchmetrics
   and torch-fidelity. **Its numbers are not comparable with the papers' CUB IS** (for example

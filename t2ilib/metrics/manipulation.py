@@ -4,7 +4,7 @@ A manipulation model gets a source bird $x$ and a *new* caption $t$ (here: a cap
 another ToyBirds image) and returns $y = G(x, t)$. ToyBirds knows what $x$ is (attributes,
 position, the bird's mask) and what $t$ asks for (the attributes it names), and the frozen
 ToyBirds oracle (:mod:`t2ilib.metrics.toy_oracle`) reads attributes and segments birds in
-any image. So (DESIGN.md §3):
+any image. So (ToyBirds, notebook 01):
 
 * **target accuracy**: the share of attributes named by $t$ that the oracle reads in $y$
   with the asked value, over the named attributes whose value *differs* from the source's

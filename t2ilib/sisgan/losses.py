@@ -3,7 +3,7 @@ r"""SISGAN's losses: the three text-image pairs, the KL term, optional L1 recons
 With a real image $x$, its own caption's sentence vector $\varphi(t)$, a *mismatching* one
 $\varphi(\hat t)$ (another image's caption) and a *relevant* one $\varphi(\tilde t)$ (the own
 caption with probability $p_\text{match}$, another image's otherwise), D outputs a logit and
-(``shared/reference/sisgan.md`` §1.5-§1.6; BCE on logits, as the reference code):
+(``woozzu/dong_iccv_2017`` ``train.py``; BCE on logits, as that reference code):
 
 $$L_D = \mathrm{BCE}(D(x, \varphi(t)), 1) + \tfrac12\,\mathrm{BCE}(D(x, \varphi(\hat t)), 0)
       + \tfrac12\,\mathrm{BCE}(D(G(x, \varphi(\tilde t)), \varphi(\tilde t)), 0)$$

@@ -1,5 +1,6 @@
 r"""SISGAN's generator and discriminator (Dong et al., ICCV 2017, *Semantic Image Synthesis via
-Adversarial Learning*), rebuilt from ``shared/reference/sisgan.md`` §1.3-§1.4.
+Adversarial Learning*), rebuilt after the reference
+re-implementation ``woozzu/dong_iccv_2017`` (``model.py``).
 
 The task is **text-guided manipulation**: given an image $x$ and a sentence embedding
 $\varphi(t)$ of a caption $t$, produce $G(x, \varphi(t))$ that looks real, matches $t$ and

@@ -14,8 +14,8 @@ $$\mathrm{CBN}(x \mid s) = \big(1 + \Delta\gamma(s)\big) \odot \hat x + \beta(s)
 with $\Delta\gamma, \beta$ linear maps of $s$ that start at zero (so CBN starts as plain BN).
 
 **DF-GAN's affine fusion** (Tao et al., "Deep Fusion Generative Adversarial Networks for
-Text-to-Image Synthesis", arXiv:2008.05865 v1, 2020, the code SSA-GAN was forked from;
-``shared/reference/ssagan.md`` §3): drop the normalisation and use deeper predictors,
+Text-to-Image Synthesis", arXiv:2008.05865 v1, 2020, the code SSA-GAN was forked from,
+``tobran/DF-GAN``): drop the normalisation and use deeper predictors,
 
 $$\mathrm{Affine}(x \mid s) = \gamma(s) \odot x + \beta(s), \qquad
 \gamma, \beta:\ \mathrm{Linear}(D \to 256) \to \mathrm{ReLU} \to \mathrm{Linear}(256 \to C).$$

@@ -19,8 +19,7 @@ pairs only, over image *and* sentence:
 $$L_\text{MA-GP} = k\,\mathbb{E}\big[\lVert \nabla_{(x, s)} D(x, s) \rVert_2^{\,p}\big],
 \qquad k = 2,\ p = 6 .$$
 
-What follows the official code rather than the paper (``main.py`` of wtliao/text2image,
-see ``shared/reference/ssagan.md`` §1.7):
+What follows the official code rather than the paper (``main.py`` of wtliao/text2image):
 
 * **Mismatched pairs** shift the captions by one *without wrapping*: image $i$ meets
   caption $i+1$ for $i = 1..B-1$, so there are $B-1$ pairs and no check that the two

@@ -1,7 +1,7 @@
 r"""SSA-GAN's generator and discriminator (Liao et al., CVPR 2022) and a DF-GAN generator variant.
 
 Built as in the official code (``wtliao/text2image`` ``model.py``: ``NetG``, ``G_Block``,
-``NetD``, ``resD``, ``D_GET_LOGITS``; ``shared/reference/ssagan.md`` §1.2-§1.5). Taught in
+``NetD``, ``resD``, ``D_GET_LOGITS``). Taught in
 ``notebooks/05_generator_discriminator``.
 
 **Generator** $G(z, s)$, $z \sim \mathcal{N}(0, I_{n_z})$, sentence $s \in \mathbb{R}^{256}$.

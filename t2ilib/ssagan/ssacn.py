@@ -2,7 +2,7 @@ r"""SSA-GAN's Semantic-Spatial Aware Convolution (SSACN) block and its mask pred
 
 Liao et al., "Text to Image Generation with Semantic-Spatial Aware GAN", CVPR 2022, the
 "Semantic-Spatial Aware Convolution Network" of the method section, as written in the
-official code (``wtliao/text2image`` ``model.py``; ``shared/reference/ssagan.md`` §1.3-§1.4).
+official code (``wtliao/text2image`` ``model.py``).
 Taught in ``notebooks/04_ssacn``.
 
 **Semantic-spatial aware batch norm.** DF-GAN's affine fusion (:mod:`t2ilib.ssagan.blocks`)
