@@ -3,8 +3,8 @@
 #   make demo       run the notebook series with default parameters into runs/<timestamp>/
 #   make lab        JupyterLab on the notebooks, with the course's kernel
 #   make lint       ruff on the library, the tests, the scripts and the notebooks
-#   make notebooks  re-execute the committed notebooks in place (clean outputs, counts 1..n)
-#   make student    the student version of the course (nbgrader) in student/notebooks/
+#   make notebooks  re-execute the committed notebooks in place, in order, from a clean data folder
+#   make student    the students' checkout: student/notebooks/ (nbgrader) + student/t2ilib/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -42,14 +42,23 @@ lab: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check t2ilib tests data_scripts benchmarks notebooks
 
+# Every committed output from one run: the series in order (02 writes the DAMSM that 07-10 load,
+# 07 the SSA-GAN that 10 loads, 09 the SISGAN that 10 loads) in a clean data folder (ToyBirds is
+# drawn again, every model trained again). NB_DATA=data reuses what data/ already holds.
+NB_DATA ?= build/notebook_data
 notebooks: $(STAMP)
-	$(PY) -m t2ilib.course.notebooks execute $(NOTEBOOKS)
+	@if [ "$(NB_DATA)" = "build/notebook_data" ]; then rm -rf $(NB_DATA); fi
+	T2I_DATA=$(abspath $(NB_DATA)) $(PY) -m t2ilib.course.notebooks execute $(NOTEBOOKS)
+	$(PY) -m pytest -q tests/test_notebook_consistency.py
 
 # nbgrader's generator (config: nbgrader_config.py): solutions and hidden tests removed,
-# outputs cleared; it also records the assignment in classroom/gradebook.db for autograding
+# outputs cleared; it also records the assignment in classroom/gradebook.db for autograding.
+# Then the students' library: student/t2ilib/ with every exercise body replaced by
+# NotImplementedError, and the files to install it (cd student && make install).
 student: $(STAMP)
 	$(VENV)/bin/nbgrader generate_assignment notebooks --force
-	@echo "student version in student/notebooks/ (README: For teachers)"
+	$(PY) -m t2ilib.course.student student
+	@echo "students' checkout in student/: notebooks/ + t2ilib/ (README: For teachers)"
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

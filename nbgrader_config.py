@@ -10,12 +10,17 @@ exercises; nbgrader records a score for each one that has test cells.
 Layout (paths relative to the repository root)::
 
     notebooks/                              source: solutions + hidden tests  (git)
+    notebooks/reference_outputs/*.pt        what the hidden tests compare with (git)
     student/notebooks/                      generated student version         (make student)
+    student/t2ilib/                         the library, exercise bodies stubbed (make student)
     classroom/submitted/<student>/notebooks/  what you collect from a student
     classroom/autograded/ ... feedback/     nbgrader's output
     classroom/gradebook.db, grades.csv      the gradebook, nbgrader export's table
 
-``student/`` and ``classroom/`` are git-ignored. See "For teachers" in README.md.
+Autograding copies the source folder's other files (``reference_outputs/``) beside each
+submission, so the hidden tests find the stored outputs; ``make student`` removes them from
+the students' copy. ``student/`` and ``classroom/`` are git-ignored. See "For teachers" in
+README.md.
 """
 
 import os

@@ -4,15 +4,25 @@ An exercise is an nbgrader *solution* cell (the solution between ``### BEGIN SOL
 ``### END SOLUTION`` comment lines, often inside the body of a mirrored function) followed
 by an autograded *test* cell: visible asserts, then hidden tests between
 ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS`` that compare the student's code with
-t2ilib's on random inputs. ``nbgrader_config.py`` makes ``notebooks/`` the source of one
-assignment, ``notebooks``; ``make student`` generates the student version into
-``student/notebooks/``.
+stored reference outputs (``notebooks/reference_outputs/<notebook>.pt``, see
+``t2ilib.course.reference_outputs``), never with the exercised ``t2ilib`` function: for
+graded use the answers must not be importable. In the library, each answer lies between
+``# BEGIN EXERCISE NN:<grade_id>`` and ``# END EXERCISE`` comment lines.
+``nbgrader_config.py`` makes ``notebooks/`` the source of one assignment, ``notebooks``;
+``make student`` generates the student version into ``student/notebooks/`` and the
+students' library, every marked answer replaced by ``NotImplementedError``, into
+``student/t2ilib/`` (``t2ilib.course.student``).
 
 Checked here:
 
 * the cells are well formed (nbgrader's own metadata schema, markers, unique grade ids, at
-  least ``MIN_EXERCISES``, each solution followed by a test cell with hidden tests), and a
-  test cell binds no name that the rest of its notebook uses;
+  least ``MIN_EXERCISES``, each solution followed by a test cell with hidden tests that read
+  the notebook's stored outputs), and a test cell binds no name that the rest of its
+  notebook uses;
+* every solution cell has its answer marked in the library, with the same code, and no
+  hidden test imports an exercised function (or a class with an exercised method);
+* the students' library holds none of the marked answers, imports, and its stubs raise
+  ``NotImplementedError`` naming the exercise;
 * ``nbgrader generate_assignment`` (the command ``make student`` runs, with the same
   config) writes student versions that hold no solution code and no hidden test, and
   whose cells are exactly the source cells with those regions taken out;
@@ -175,8 +185,10 @@ def test_each_exercise_is_a_solution_cell_followed_by_a_test_cell(path: Path):
         visible = remove_regions(tests, HIDDEN_BEGIN, HIDDEN_END, None)
         hidden_text = "\n".join(hidden[0])
         assert "assert" in visible, f"{t['grade_id']}: no visible test"
-        assert "t2ilib" in hidden_text and "assert" in hidden_text, (
-            f"{t['grade_id']}: the hidden tests must compare with t2ilib")
+        stored = rf'torch\.load\(\s*"reference_outputs/{path.stem}\.pt",\s*weights_only=True\)'
+        assert re.search(stored, tests) and "assert" in hidden_text, (
+            f"{t['grade_id']}: the hidden tests must compare with the stored outputs: "
+            f'torch.load("reference_outputs/{path.stem}.pt", weights_only=True)')
 
 
 def _top_level_bindings(tree: ast.Module) -> set[str]:
@@ -218,10 +230,249 @@ def test_test_cells_bind_no_name_the_notebook_uses(path: Path):
             assert not clash, f"{meta(cell)['grade_id']} binds {sorted(clash)}"
 
 
+# ------------------------------------------------------------------------------------------
+# The library's exercise markers, the hidden tests' imports, the students' library
+# ------------------------------------------------------------------------------------------
+
+def library_regions() -> dict[str, list[tuple[Path, str]]]:
+    """``{grade_id: [(module path, the marked lines), ...]}`` over every module of t2ilib."""
+    from t2ilib.course.student import exercise_regions
+
+    found: dict[str, list[tuple[Path, str]]] = {}
+    for module in sorted((REPO / "t2ilib").rglob("*.py")):
+        lines = module.read_text(encoding="utf-8").split("\n")
+        for r in exercise_regions("\n".join(lines)):
+            found.setdefault(r.grade_id, []).append(
+                (module, "\n".join(lines[r.start + 1:r.end])))
+    return found
+
+
+def _code(lines: str) -> str:
+    """The AST of some indented statements (comments and layout do not count)."""
+    import textwrap
+
+    return ast.dump(ast.parse(textwrap.dedent(lines)))
+
+
+def test_every_exercise_is_marked_in_the_library_with_the_same_code():
+    marked = library_regions()
+    solutions = {meta(c)["grade_id"]: (nb, c) for nb in EXERCISE_NOTEBOOKS
+                 for c, _ in exercises(nb)}
+    assert sorted(marked) == sorted(solutions), (
+        f"solution cells without library markers: {sorted(set(solutions) - set(marked))}; "
+        f"markers without a solution cell: {sorted(set(marked) - set(solutions))}")
+    for grade_id, places in marked.items():
+        nb, cell = solutions[grade_id]
+        for module, _ in places:
+            assert module.read_text(encoding="utf-8").count(
+                f"# BEGIN EXERCISE {nb.stem[:2]}:{grade_id}") >= 1, (grade_id, module)
+        library = [_code(text) for _, text in places]
+        notebook = [_code("\n".join(r)) for r in regions(source(cell), BEGIN, END)]
+        modules = sorted({str(m.relative_to(REPO)) for m, _ in places})
+        assert library == notebook, (
+            f"{grade_id}: the library's marked regions ({modules}) differ from the solution "
+            f"regions of {nb.name}")
+
+
+def exercised_objects() -> dict[int, str]:
+    """``{id(object): name}`` of every function or class of t2ilib with a marked answer."""
+    import importlib
+
+    from t2ilib.course.student import exercise_regions
+
+    found: dict[int, str] = {}
+    for module in sorted((REPO / "t2ilib").rglob("*.py")):
+        text = module.read_text(encoding="utf-8")
+        rows = [r.start + 1 for r in exercise_regions(text)]
+        if not rows:
+            continue
+        name = ".".join(module.relative_to(REPO).with_suffix("").parts)
+        loaded = importlib.import_module(name.removesuffix(".__init__"))
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and any(
+                    node.lineno <= row <= node.end_lineno for row in rows):
+                found[id(getattr(loaded, node.name))] = f"{name}.{node.name}"
+    return found
+
+
+def hidden_imports(code: str) -> list[tuple[str, object]]:
+    """``(what the code names, the object)`` for every t2ilib name a piece of code imports,
+    directly (``from m import f``) or through a module (``import m as x`` ... ``x.f``)."""
+    import importlib
+
+    tree = ast.parse(code)
+    modules: dict[str, object] = {}
+    named: list[tuple[str, object]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("t2ilib"):
+            base = importlib.import_module(node.module)
+            for alias in node.names:
+                obj = getattr(base, alias.name, None)
+                if obj is None:  # a submodule
+                    obj = importlib.import_module(f"{node.module}.{alias.name}")
+                named.append((f"{node.module}.{alias.name}", obj))
+                if isinstance(obj, type(ast)):
+                    modules[alias.asname or alias.name] = obj
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("t2ilib"):
+                    obj = importlib.import_module(alias.name)
+                    modules[alias.asname or alias.name.split(".")[0]] = (
+                        obj if alias.asname else importlib.import_module("t2ilib"))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules):
+            obj = getattr(modules[node.value.id], node.attr, None)
+            named.append((f"{node.value.id}.{node.attr}", obj))
+    return named
+
+
+def test_hidden_tests_import_no_exercised_function():
+    """For graded use the answers must not be importable: hidden tests compare with stored
+    outputs. They may import t2ilib classes none of whose methods is an exercise."""
+    exercised = exercised_objects()
+    assert exercised, "no exercise markers found in t2ilib"
+    for path in EXERCISE_NOTEBOOKS:
+        for _, test in exercises(path):
+            for hidden in regions(source(test), HIDDEN_BEGIN, HIDDEN_END):
+                bad = [name for name, obj in hidden_imports("\n".join(hidden))
+                       if id(obj) in exercised]
+                assert not bad, (f"{meta(test)['grade_id']}: the hidden tests import exercised "
+                                 f"code {bad}; compare with reference_outputs/{path.stem}.pt")
+
+
+def test_hidden_import_check_finds_each_form():
+    code = ("from t2ilib.ssagan.losses import ma_gp_from_grads as f\n"
+            "from t2ilib.ssagan import losses as L\nL.hinge_real\n"
+            "import t2ilib.data.cub as cub\ncub.bbox_crop_box\n"
+            "from t2ilib.ssagan.model import SSAGANConfig\n")
+    exercised = exercised_objects()
+    names = [n for n, obj in hidden_imports(code) if id(obj) in exercised]
+    assert names == ["t2ilib.ssagan.losses.ma_gp_from_grads", "L.hinge_real",
+                     "cub.bbox_crop_box"], names
+
+
+@pytest.fixture(scope="module")
+def student_library(tmp_path_factory) -> Path:
+    """``python -m t2ilib.course.student`` (what ``make student`` runs) into a temporary folder."""
+    out = tmp_path_factory.mktemp("student")
+    done = subprocess.run([sys.executable, "-m", "t2ilib.course.student", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_student_library_holds_no_answer(student_library: Path):
+    """No marked region survives, and none of its lines but those the library also has
+    outside every region (``x, y, w, h = bbox``, say)."""
+    from t2ilib.course.student import exercise_regions
+
+    answers, public = set(), []
+    for module in (REPO / "t2ilib").rglob("*.py"):
+        lines = module.read_text(encoding="utf-8").split("\n")
+        inside = set()
+        for r in exercise_regions("\n".join(lines)):
+            inside |= set(range(r.start, r.end + 1))
+            answers |= {line.strip() for line in lines[r.start + 1:r.end]}
+            student = (student_library / module.relative_to(REPO)).read_text(encoding="utf-8")
+            assert "\n".join(lines[r.start + 1:r.end]) not in student, (module, r.grade_id)
+            assert r.stub() in student, (module, r.grade_id)
+        public += [line.strip() for i, line in enumerate(lines) if i not in inside]
+    answers = {a for a in answers if len(a) > 12 and not a.startswith("#")} - set(public)
+    student = "\n".join(p.read_text(encoding="utf-8")
+                        for p in (student_library / "t2ilib").rglob("*.py"))
+    leaked = sorted(a for a in answers if a in student)
+    assert answers and not leaked, f"answers left in the students' library: {leaked}"
+    for name in ("pyproject.toml", "Makefile", "nbgrader_config.py"):
+        assert (student_library / name).is_file(), name
+
+
+def test_student_copy_keeps_only_the_stored_outputs_its_code_reads(tmp_path: Path):
+    """The hidden tests' stored outputs stay with the teacher (the autograder copies them
+    from notebooks/), unless a visible test of the student version reads them."""
+    from t2ilib.course.student import write_student_copy
+
+    stored = tmp_path / "notebooks" / "reference_outputs"
+    stored.mkdir(parents=True)
+    for stem, kind in (("06_losses", "markdown"), ("07_train_ssagan", "code")):
+        (stored / f"{stem}.pt").write_bytes(b"")
+        cell = {"cell_type": kind, "metadata": {},
+                "source": [f'torch.load("reference_outputs/{stem}.pt")']}
+        (tmp_path / "notebooks" / f"{stem}.ipynb").write_text(json.dumps({"cells": [cell]}))
+    write_student_copy(tmp_path)
+    assert sorted(p.name for p in stored.iterdir()) == ["07_train_ssagan.pt"]
+
+
+def test_student_library_imports_and_its_stubs_name_the_exercise(student_library: Path):
+    """Imported from a working directory outside the repository, as a kernel started in
+    ``student/notebooks/`` would (``PYTHONPATH`` comes before the editable install)."""
+    script = """
+import importlib, pkgutil, sys, torch
+import t2ilib
+assert t2ilib.__file__.startswith(sys.argv[1]), t2ilib.__file__
+for m in pkgutil.walk_packages(t2ilib.__path__, "t2ilib."):
+    if not m.name.endswith("__main__"):
+        importlib.import_module(m.name)
+from t2ilib.ssagan.losses import hinge_real
+from t2ilib.data.cub import bbox_crop_box
+for call in (lambda: hinge_real(torch.zeros(2)), lambda: bbox_crop_box((0, 0, 4, 4), 8, 8)):
+    try:
+        call()
+    except NotImplementedError as error:
+        print(error)
+"""
+    env = {**os.environ, "PYTHONPATH": str(student_library)}
+    done = subprocess.run([sys.executable, "-c", script, str(student_library)],
+                          cwd=student_library, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split("\n")[:2] == [
+        "exercise 06:nb06_hinge_losses: solve it in notebook 06",
+        "exercise 01:nb01_bbox_crop_box: solve it in notebook 01"], done.stdout
+
+
+@pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=IDS)
+def test_exercise_variants_apply(path: Path):
+    """The broken-variant check (``python -m t2ilib.course.exercise_check``, report in
+    ``docs/exercise_check.md``) has at least three wrong answers per exercise, each a change
+    to that exercise's solution region (running them needs a kernel: see the report)."""
+    from t2ilib.course.exercise_check import check_variants_apply, load_variants, variants_file
+
+    number = path.stem[:2]
+    assert variants_file(number).is_file(), f"no broken variants for {path.name}"
+    variants = load_variants(number)
+    check_variants_apply(number, variants)
+    for solution, _ in exercises(path):
+        grade_id = meta(solution)["grade_id"]
+        wrong = [v for v in variants if v.exercise == grade_id and not v.should_pass]
+        assert len(wrong) >= 3, f"{grade_id}: {len(wrong)} wrong answers, want >= 3"
+    report = (REPO / "docs" / "exercise_check.md").read_text(encoding="utf-8")
+    assert f"## {path.name}" in report, f"docs/exercise_check.md has no section for {path.name}"
+
+
+def test_exercise_check_report_replaces_only_the_sections_it_ran(tmp_path: Path):
+    from t2ilib.course.exercise_check import Result, render, update_report
+
+    report = tmp_path / "report.md"
+    first = {"01_data.ipynb": render("01", [Result("nb01_tokenize", None, False, "")]),
+             "03_conditioning.ipynb": render("03", [Result("nb03_conditional_bn", "x", False,
+                                                           "", should_pass=False)])}
+    report.write_text(update_report(report, first, "cmd 01 03"), encoding="utf-8")
+    text = report.read_text(encoding="utf-8")
+    assert "Last run: `cmd 01 03`" in text and "**not caught**" in text
+    again = {"03_conditioning.ipynb": render("03", [Result("nb03_conditional_bn", "x", True,
+                                                           "AssertionError: y", False)])}
+    text = update_report(report, again, "cmd 03")
+    assert "Last run: `cmd 03`" in text and "**not caught**" not in text
+    assert "AssertionError: y" in text and "`nb01_tokenize` | the solution | passes" in text
+    assert text.index("## 01_data") < text.index("## 03_conditioning")
+
+
 def test_make_student_runs_nbgraders_generator():
     recipe = re.search(r"^student:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M)
     assert recipe, "the Makefile has no 'student' target"
     assert "nbgrader " + " ".join(GENERATE) in recipe.group(1)
+    assert "-m t2ilib.course.student student" in recipe.group(1)
 
 
 # ------------------------------------------------------------------------------------------

@@ -23,6 +23,11 @@ from .helpers import assert_one_line_error
     (["train", "ssagan", "--dataset", "flowers"], "invalid choice: 'flowers'"),
     (["sample", "--caption", "a red bird"], "--checkpoint"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["train", "ssagan", "--set", "gate_init_g"], "expected FIELD=VALUE"),
+    (["train", "ssagan", "--set", "gates=1"], "expected FIELD=VALUE with FIELD one of"),
+    (["train", "ssagan", "--set", "ngf=wide"], "ngf must be of type int"),
+    (["train", "ssagan", "--set", "compile=maybe"], "compile is true or false"),
+    (["train", "ssagan", "--set", "gammas=1"], "cannot be set from the command line"),
 ])
 def test_bad_arguments_give_a_one_line_error(argv, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -77,11 +82,13 @@ def test_train_flags_override_the_recipe(tmp_path, capsys):
                  "--epochs", "1", "--max-steps-per-epoch", "1", "--damsm-epochs", "1",
                  "--device", "cpu", "--lr-g", "1e-4", "--lr-d", "4e-4",
                  "--damsm-weight", "0", "--no-finetune-text-encoder",
-                 "--mode-seeking-weight", "2", "--tensorboard"]) == 0
+                 "--mode-seeking-weight", "2", "--tensorboard", "--set", "gate_init_g=0.5",
+                 "--set", "lr_encoder=1e-3"]) == 0
     config = load_torch(run / "checkpoint.pt")["fingerprint"]
     assert (config["train.lr_g"], config["train.lr_d"], config["train.damsm_weight"],
             config["train.finetune_text_encoder"], config["train.mode_seeking_weight"]) == (
         1e-4, 4e-4, 0.0, False, 2.0)
+    assert (config["train.gate_init_g"], config["train.lr_encoder"]) == (0.5, 1e-3)  # --set
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))  # --tensorboard logged
 
 

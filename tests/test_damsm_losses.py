@@ -213,10 +213,18 @@ def test_words_loss_gradient_matches_finite_differences():
 
 
 def test_bad_shapes_raise():
-    with pytest.raises(ValueError, match="square"):
-        matching_loss(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="class_ids"):
-        matching_loss(torch.zeros(2, 2), torch.tensor([1, 2, 3]))
+    """damsm_loss checks its inputs (the loss functions it calls show the idea only)."""
     words, lengths, regions, codes, sentences = random_batch()
     with pytest.raises(ValueError, match="batch size"):
         damsm_loss(regions, codes[:2], words, sentences, lengths)
+    with pytest.raises(ValueError, match="batch size"):
+        damsm_loss(regions, codes, words, sentences, lengths[:2])
+    with pytest.raises(ValueError, match="class_ids"):
+        damsm_loss(regions, codes, words, sentences, lengths, torch.tensor([1, 2]))
+
+
+def test_damsm_loss_takes_lengths_and_class_ids_as_lists():
+    words, lengths, regions, codes, sentences = random_batch()
+    a = damsm_loss(regions, codes, words, sentences, lengths, torch.tensor([0, 1, 0]))
+    b = damsm_loss(regions, codes, words, sentences, lengths.tolist(), [0, 1, 0])
+    torch.testing.assert_close(a.total, b.total)

@@ -15,6 +15,7 @@ from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
 from t2ilib.damsm.pretrain import (
     DAMSMTask,
     DAMSMTrainConfig,
+    batch_to_device,
     build_image_encoder,
     damsm_batch_losses,
     damsm_step,
@@ -319,3 +320,28 @@ def test_trained_image_size_reads_the_fingerprint():
     assert damsm_train.trained_image_size({"extra": {"image_size": 32}}) == 32  # nested
     assert damsm_train.trained_image_size({"extra": {}}) is None
     assert damsm_train.trained_image_size({}) is None
+
+
+def test_the_task_runs_the_step_function_it_is_given():
+    """Notebook 02 passes its own damsm_step (a students' library has no answers)."""
+    calls = []
+
+    def counting_step(*args):
+        calls.append(len(args))
+        return damsm_step(*args)
+
+    text, image = toy_encoders()
+    task = DAMSMTask(text, image, ToyItems(16), DAMSMTrainConfig(epochs=1), batch_size=8,
+                     step_fn=counting_step)
+    Engine(task).fit(1, progress_bar=False)
+    assert calls == [5, 5]
+
+
+def test_evaluate_damsm_equals_the_batch_losses_in_eval_mode():
+    text, image = toy_encoders()
+    batch = next(iter(toy_batches()))
+    moved = batch_to_device(batch, "cpu")  # lengths stay a CPU tensor, keys untouched
+    assert torch.equal(moved[2], batch[2]) and moved[4] == batch[4]
+    want = damsm_batch_losses(text.eval(), image.eval(), moved).total
+    got = evaluate_damsm(text, image, [batch], device="cpu")["total"]
+    assert got == pytest.approx(want.item(), rel=1e-6)

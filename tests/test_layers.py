@@ -56,6 +56,8 @@ SHARED_NAMES: dict[str, frozenset[str] | None] = {
                     frozenset({"t2ilib.ssagan", "t2ilib.sisgan"})),
     # the entry point of a module run with `python -m`
     "main": None, "_main": None,
+    # every exercise notebook's reference-output builder (t2ilib.course.reference_outputs.nbNN)
+    "build": frozenset({"t2ilib.course"}),
 }
 
 

@@ -8,7 +8,9 @@ import torch
 from t2ilib.metrics.rprecision import (
     dataset_r_precision,
     encode_captions,
+    fold_accuracies,
     r_precision,
+    r_precision_hits,
     sample_mismatched,
 )
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
@@ -202,3 +204,13 @@ def test_dataset_r_precision_pairs_each_image_with_its_own_captions():
     with pytest.warns(UserWarning):
         miss = dataset_r_precision(OneHotText(), MeanColourImage(), data, images=wrong, n_folds=4)
     assert miss.mean == 0.0
+
+
+def test_hits_and_folds_by_hand():
+    codes = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    true = torch.tensor([[2.0, 0.1], [1.0, 0.0], [1.0, 1.0]])  # image 1's caption points away
+    negatives = torch.stack([torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 3.0]]),
+                             torch.tensor([[-1.0, -1.0]])])  # (N, K=1, D)
+    assert r_precision_hits(codes, true, negatives).tolist() == [True, False, True]
+    acc = fold_accuracies(torch.tensor([True, False, True, True]), 2, torch.Generator())
+    assert acc.shape == (2,) and acc.mean().item() == pytest.approx(0.75)

@@ -7,14 +7,17 @@ import math
 import pytest
 import torch
 
+from t2ilib.sisgan import model
 from t2ilib.sisgan.losses import (
     derangement,
     discriminator_loss,
     generator_loss,
     kl_loss,
+    pair_logits,
     reconstruction_loss,
     relevant_sentences,
 )
+from t2ilib.sisgan.model import Discriminator, SISGANConfig
 
 
 def softplus(x: float) -> float:
@@ -44,6 +47,27 @@ def test_discriminator_loss_by_hand():
     assert d.mismatch.item() == pytest.approx(m)
     assert d.fake.item() == pytest.approx(f)
     assert d.total.item() == pytest.approx(r + 0.5 * m + 0.5 * f)
+
+
+def test_pair_logits_scores_the_three_pairs_and_detaches_the_fake():
+    torch.manual_seed(0)
+    d = Discriminator(SISGANConfig(image_size=16, sentence_dim=4, ndf=2, d_text_dim=3)).train()
+    real, base = torch.rand(3, 3, 16, 16) * 2 - 1, torch.rand(3, 3, 16, 16) * 2 - 1
+    own, other, relevant = torch.randn(3, 3, 4).unbind(0)  # (B, D) each
+    g_weight = torch.ones((), requires_grad=True)  # stands in for G
+    logits = pair_logits(d, real, g_weight * base, own, other, relevant)
+    with torch.no_grad():  # one call per pair: each call's batch-norm statistics are its own
+        want = [d(real, own), d(real, other), d(base, relevant)]
+    for got, expected in zip(logits, want):
+        torch.testing.assert_close(got, expected)
+    assert not torch.allclose(logits.real, logits.mismatch)  # the caption matters
+    discriminator_loss(*logits).total.backward()
+    assert g_weight.grad is None  # D's loss does not reach G
+    assert all(p.grad is not None for p in d.parameters())
+
+
+def test_kl_loss_lives_beside_the_conditioning_augmentation():
+    assert kl_loss is model.kl_loss  # re-exported by losses for the training step
 
 
 def test_a_perfect_discriminator_has_a_small_loss():

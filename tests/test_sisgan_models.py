@@ -15,6 +15,7 @@ from t2ilib.sisgan.model import (
     SISGANConfig,
     VGGEncoder,
     find_vgg16_bn_weights,
+    standard_normal,
 )
 
 TINY = SISGANConfig(image_size=64, sentence_dim=12, condition_dim=6, ngf=4, ndf=4, n_residual=2,
@@ -85,6 +86,16 @@ def test_conditioning_augmentation_is_mu_plus_sigma_eps():
     b, _, _ = ca(phi, generator=torch.Generator().manual_seed(1))
     e, _, _ = ca(phi, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, e)
+
+
+def test_standard_normal_follows_the_generator_and_the_reference_tensor():
+    like = torch.zeros(2, dtype=torch.float64)
+    a = standard_normal((3, 4), like, torch.Generator().manual_seed(7))
+    b = standard_normal((3, 4), like, torch.Generator().manual_seed(7))
+    assert a.shape == (3, 4) and a.dtype == torch.float64 and torch.equal(a, b)
+    torch.manual_seed(1)
+    c = standard_normal((3, 4), like)  # the global RNG
+    assert not torch.equal(a, c) and c.device == like.device
 
 
 def test_residual_block_adds_and_rectifies():

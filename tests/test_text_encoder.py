@@ -221,3 +221,15 @@ def test_attngan_conversion_rejects_foreign_keys():
         convert_attngan_text_state_dict(
             {"rnn.weight_ih_l0": torch.zeros(1), "decoder.weight": torch.zeros(1)}
         )
+
+
+def test_check_captions_returns_cpu_int64_lengths():
+    from t2ilib.text.encoder import check_captions
+
+    ids = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    lengths = check_captions(ids, [2, 1], vocab_size=4)
+    assert lengths.dtype == torch.long and lengths.device.type == "cpu"
+    assert lengths.tolist() == [2, 1]
+    check_captions(torch.full((1, 2), 9), torch.tensor([2]))  # no vocabulary: ids not checked
+    with pytest.raises(ValueError, match="token ids"):
+        check_captions(torch.full((1, 2), 9), torch.tensor([2]), vocab_size=4)

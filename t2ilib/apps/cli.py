@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssa.add_argument("--tensorboard", action="store_true",
                      help="also log losses and samples to RUN_DIR/tensorboard")
     ssa.add_argument("--retrain", action="store_true", help="ignore an existing checkpoint")
+    ssa.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="any other recipe field, e.g. --set gate_init_g=0 (repeatable)")
 
     sample = commands.add_parser("sample", help="draw images for captions from a checkpoint")
     sample.add_argument("--checkpoint", type=Path, required=True)
@@ -165,7 +167,32 @@ def _recipe(args: argparse.Namespace):
         changes["compile"] = True
     if args.tensorboard:
         changes["tensorboard"] = True
-    return RECIPES[name].with_(**changes)
+    recipe = RECIPES[name]
+    for item in args.set:
+        field, value = _recipe_field(recipe, item)
+        changes[field] = value
+    return recipe.with_(**changes)
+
+
+def _recipe_field(recipe, item: str) -> tuple[str, object]:
+    """``"gate_init_g=0"`` -> ``("gate_init_g", 0.0)``, typed as the recipe's current value."""
+    field, sep, text = item.partition("=")
+    current = {**vars(recipe.model), **vars(recipe.train)}
+    if not sep or field not in current:
+        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
+                         f"{', '.join(sorted(current))}")
+    kind = type(current[field])
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"--set {item!r}: {field} is true or false")
+        return field, text.lower() in ("true", "1")
+    if kind in (int, float, str):
+        try:
+            return field, kind(text)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {field} must be of type {kind.__name__}") from None
+    raise ValueError(f"--set {item!r}: {field} ({kind.__name__}) cannot be set from the "
+                     "command line")
 
 
 def _train_ssagan(args: argparse.Namespace) -> int:
@@ -179,6 +206,7 @@ def _train_ssagan(args: argparse.Namespace) -> int:
         trained_image_size,
     )
     from t2ilib.data.cache import CachedCUBDataset
+    from t2ilib.data.toybirds import SAMPLE_CAPTIONS
     from t2ilib.data.trainset import TrainData
     from t2ilib.engine import ddp
     from t2ilib.engine.loop import load_or_train
@@ -196,7 +224,8 @@ def _train_ssagan(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or repo_root() / "runs" / f"ssagan_{args.dataset}_{resolution}"
     seed_everything(cfg.seed)
     dataset = CachedCUBDataset(root, "train", image_size=resolution, uint8=True)
-    data = TrainData.from_dataset(dataset, name=f"{args.dataset}:{root.name}")
+    toy = args.dataset == "toybirds"  # named as notebook 07 names it: the CLI resumes its runs
+    data = TrainData.from_dataset(dataset, name="toybirds" if toy else f"cub:{root.name}")
     damsm_size = resolution
     if args.damsm is not None:
         text_encoder, image_encoder, damsm_info = load_damsm(args.damsm)
@@ -219,7 +248,8 @@ def _train_ssagan(args: argparse.Namespace) -> int:
                           damsm_image_size=(damsm_size if small_cnn and damsm_size != resolution
                                             else None))
     engine = ssagan_engine(recipe, text_encoder, image_encoder, data, device=device,
-                           run_dir=run_dir, dist=info)
+                           run_dir=run_dir, dist=info,
+                           sample_captions=SAMPLE_CAPTIONS if toy else None)
     result = load_or_train(engine, retrain=args.retrain)
     if info.is_main:
         state = "interrupted" if result.interrupted else ("done" if result.trained else

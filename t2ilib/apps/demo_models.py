@@ -200,6 +200,7 @@ class SISGANModel:
     sources: Tensor
     source_captions: list[str]
     source: str
+    checkpoint: Path | None = None  # the file it was loaded from (None: not saved)
 
 
 def load_or_train_sisgan_model(checkpoint: str | os.PathLike[str] | None = None,
@@ -223,13 +224,14 @@ def load_or_train_sisgan_model(checkpoint: str | os.PathLike[str] | None = None,
     device = pick_device(str(device))
     if checkpoint not in (None, ""):
         g, text_encoder, vocab, _ = load_sisgan(checkpoint, device)
-        source = f"SISGAN checkpoint {checkpoint}"
+        source, path = f"SISGAN checkpoint {checkpoint}", Path(checkpoint)
     else:
         run = load_or_train_sisgan(device=device, smoke=smoke, retrain=retrain,
                                    progress_bar=progress_bar)
         g, text_encoder, vocab = run.generator.eval(), run.text_encoder.eval(), run.vocab
         name = run.path.parent.name if run.path is not None else "no file"  # the run folder
         source = f"notebook 09's SISGAN ({name}, {'trained now' if run.trained else 'loaded'})"
+        path = run.path
     if root is None:
         root = (ensure_toybirds(data_root() / "toybirds_smoke", n_train=48, n_test=16) if smoke
                 else ensure_toybirds(data_root() / "toybirds"))
@@ -243,4 +245,4 @@ def load_or_train_sisgan_model(checkpoint: str | os.PathLike[str] | None = None,
         sources = F.interpolate(sources, size=(size, size), mode="bilinear", antialias=True,
                                 align_corners=False).clamp(-1, 1)
     captions = [vocab.decode(test.captions[i * test.captions_per_image]) for i in range(n)]
-    return SISGANModel(g, text_encoder, vocab, sources, captions, source)
+    return SISGANModel(g, text_encoder, vocab, sources, captions, source, path)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["execute_in_place", "run_series", "extract_figures", "KERNEL_NAME"]
+__all__ = ["execute_in_place", "run_series", "extract_figures", "checkpoint_ids",
+           "checkpoint_disagreements", "KERNEL_NAME"]
 
 #: Every notebook is committed with, and executed under, this kernelspec name.
 KERNEL_NAME = "python3"
@@ -113,6 +115,36 @@ def extract_figures(notebook: str | os.PathLike[str],
             path.write_bytes(base64.b64decode(png))
             written.append(path)
     return written
+
+
+#: What :func:`t2ilib.engine.checkpoint.checkpoint_id` prints: run folder and file digest.
+CHECKPOINT_ID = re.compile(r"checkpoint ([\w.-]+)@([0-9a-f]{12})")
+
+
+def checkpoint_ids(notebook: str | os.PathLike[str]) -> dict[str, set[str]]:
+    """``{run folder: {digests}}`` printed in a notebook's committed outputs."""
+    import nbformat
+
+    found: dict[str, set[str]] = {}
+    for cell in nbformat.read(Path(notebook), as_version=4).cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") or output.get("data", {}).get("text/plain", "")
+            for run, digest in CHECKPOINT_ID.findall(text):
+                found.setdefault(run, set()).add(digest)
+    return found
+
+
+def checkpoint_disagreements(notebooks: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """One line per run whose checkpoint digest differs between (or within) the notebooks'
+    outputs: a notebook executed against another run's file than the one its producer
+    printed. Empty when the series is one consistent run."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for notebook in notebooks:
+        for run, digests in checkpoint_ids(notebook).items():
+            for digest in digests:
+                seen.setdefault(run, {}).setdefault(digest, []).append(Path(notebook).name)
+    return [f"{run}: " + "; ".join(f"{d} in {', '.join(names)}" for d, names in by.items())
+            for run, by in sorted(seen.items()) if len(by) > 1]
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from t2ilib.io import MissingWeightsError, load_torch
 
 __all__ = [
+    "check_images",
     "SmallCNNConfig",
     "SmallCNNEncoder",
     "InceptionEncoderConfig",
@@ -58,9 +59,14 @@ __all__ = [
 ]
 
 
-def _check_images(images: torch.Tensor) -> None:
+def check_images(images: torch.Tensor, multiple: int = 1) -> None:
+    """Refuse anything but ``(B, 3, H, W)`` images with ``H`` and ``W`` divisible by
+    ``multiple`` (``ValueError``)."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    if images.shape[-2] % multiple or images.shape[-1] % multiple:
+        raise ValueError(f"this encoder needs H and W divisible by {multiple}, "
+                         f"got {tuple(images.shape[-2:])}")
 
 
 # --- A small CNN for ToyBirds ----------------------------------------------------------------
@@ -109,11 +115,7 @@ class SmallCNNEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, H, W)`` -> regions ``(B, D, H/8, W/8)``, global code ``(B, D)``."""
-        _check_images(images)
-        if images.shape[-2] % 16 or images.shape[-1] % 16:
-            raise ValueError(
-                f"SmallCNNEncoder needs H and W divisible by 16, got {tuple(images.shape[-2:])}"
-            )
+        check_images(images, multiple=16)
         x = self.to_regions(images)  # (B, 4w, H/8, W/8)
         regions = self.region_proj(x)  # (B, D, H/8, W/8)
         g = self.to_global(x).mean(dim=(2, 3))  # (B, 8w, H/16, W/16) -> (B, 8w)
@@ -302,7 +304,7 @@ class InceptionEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, H, W)`` in ``[-1, 1]`` -> regions ``(B, D, 17, 17)``, global ``(B, D)``."""
-        _check_images(images)
+        check_images(images)
         size = self.config.image_size
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)

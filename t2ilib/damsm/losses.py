@@ -60,6 +60,7 @@ __all__ = [
     "matching_loss",
     "words_loss",
     "sentence_loss",
+    "check_damsm_inputs",
     "damsm_loss",
 ]
 
@@ -75,20 +76,6 @@ class DAMSMGammas:
 
 SSAGAN_GAMMAS = DAMSMGammas(gamma1=5.0, gamma2=5.0, gamma3=10.0)
 ATTNGAN_GAMMAS = DAMSMGammas(gamma1=4.0, gamma2=5.0, gamma3=10.0)
-
-
-@dataclass
-class DAMSMLosses:
-    """The four DAMSM terms (scalars); ``total = w0 + w1 + s0 + s1``."""
-
-    w0: torch.Tensor  # words: each image picks its caption
-    w1: torch.Tensor  # words: each caption picks its image
-    s0: torch.Tensor  # sentence: each image picks its caption
-    s1: torch.Tensor  # sentence: each caption picks its image
-
-    @property
-    def total(self) -> torch.Tensor:
-        return self.w0 + self.w1 + self.s0 + self.s1
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
@@ -111,28 +98,14 @@ def func_attention(
     part in the normalisation over words; their own outputs are meaningless.
     """
     # einsum, unlike `@`, turns broadcast leading dimensions into one large matrix product
+    # BEGIN EXERCISE 02:nb02_func_attention
     sim = torch.einsum("...dt,...dl->...tl", words, regions)  # (*, T, L): s = e^T v
     sim = sim.masked_fill(~mask[..., None], float("-inf"))
     sim = sim.softmax(dim=-2)  # Eq. 8: normalise over the words, for each region
     attn = (gamma1 * sim).softmax(dim=-1)  # Eq. 9: attention over the regions, for each word
     context = torch.einsum("...dl,...tl->...dt", regions, attn)  # (*, D, T): c_i = sum_j a_ij v_j
     return context, attn
-
-
-def word_attention_maps(
-    words: torch.Tensor,
-    lengths: torch.Tensor,
-    regions: torch.Tensor,
-    gamma1: float = SSAGAN_GAMMAS.gamma1,
-) -> torch.Tensor:
-    """Attention of each word of caption ``b`` over the regions of image ``b`` (matching pairs).
-
-    ``words (B, D, T)``, ``lengths (B,)``, ``regions (B, D, h, w)`` -> ``(B, T, h, w)``;
-    rows of padded words are meaningless.
-    """
-    mask = word_mask(lengths.to(words.device), words.shape[-1])  # (B, T)
-    _, attn = func_attention(words, regions.flatten(2), mask, gamma1)  # (B, T, h*w)
-    return attn.unflatten(-1, regions.shape[-2:])  # (B, T, h, w)
+    # END EXERCISE
 
 
 def word_scores(
@@ -144,10 +117,10 @@ def word_scores(
 ) -> torch.Tensor:
     """Word-level match of every image with every caption, Eq. 8-10.
 
-    ``words (Bc, D, T)``, ``lengths (Bc,)``, ``regions (Bi, D, h, w)`` -> ``(Bi, Bc)``,
-    entry ``[a, b] = R(caption b, image a)``.
+    ``words (Bc, D, T)``, ``lengths (Bc,)`` (on the words' device), ``regions (Bi, D, h, w)``
+    -> ``(Bi, Bc)``, entry ``[a, b] = R(caption b, image a)``.
     """
-    mask = word_mask(lengths.to(words.device), words.shape[-1])  # (Bc, T)
+    mask = word_mask(lengths, words.shape[-1])  # (Bc, T)
     e = words[None]  # (1, Bc, D, T)
     v = regions.flatten(2)[:, None]  # (Bi, 1, D, L)
     context, _ = func_attention(e, v, mask[None], gamma1)  # (Bi, Bc, D, T)
@@ -161,30 +134,44 @@ def sentence_scores(image_codes: torch.Tensor, sentences: torch.Tensor) -> torch
     return cosine(image_codes[:, None, :], sentences[None, :, :], dim=-1)  # (Bi, Bc)
 
 
+def word_attention_maps(
+    words: torch.Tensor,
+    lengths: torch.Tensor,
+    regions: torch.Tensor,
+    gamma1: float = SSAGAN_GAMMAS.gamma1,
+) -> torch.Tensor:
+    """Attention of each word of caption ``b`` over the regions of image ``b`` (matching pairs).
+
+    ``words (B, D, T)``, ``lengths (B,)`` (on the words' device), ``regions (B, D, h, w)`` ->
+    ``(B, T, h, w)``; rows of padded words are meaningless.
+    """
+    mask = word_mask(lengths, words.shape[-1])  # (B, T)
+    _, attn = func_attention(words, regions.flatten(2), mask, gamma1)  # (B, T, h*w)
+    return attn.unflatten(-1, regions.shape[-2:])  # (B, T, h, w)
+
+
 def matching_loss(
     scores: torch.Tensor,
     class_ids: torch.Tensor | None = None,
     gamma3: float = SSAGAN_GAMMAS.gamma3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch-softmax losses from a ``(B, B)`` score matrix whose diagonal holds the matching pairs.
+    """Batch-softmax losses (Eq. 11-13) from a ``(B, B)`` score matrix whose diagonal holds the
+    matching pairs.
 
-    ``scores[a, b]`` is image ``a`` vs caption ``b``. Scaled by ``gamma3``; entries with
-    ``class_ids[a] == class_ids[b]`` and ``a != b`` are excluded. Returns ``(L0, L1)``:
-    cross-entropy over each row (image picks caption) and over each column (caption picks image).
+    ``scores[a, b]`` is image ``a`` vs caption ``b``; ``class_ids (B,)`` on the same device,
+    or None. Scaled by ``gamma3``; entries with ``class_ids[a] == class_ids[b]`` and
+    ``a != b`` are excluded. Returns ``(L0, L1)``: cross-entropy over each row (image picks
+    caption) and over each column (caption picks image).
     """
-    if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
-        raise ValueError(f"scores must be a square (B, B) matrix, got {tuple(scores.shape)}")
-    batch = scores.shape[0]
-    logits = gamma3 * scores
+    # BEGIN EXERCISE 02:nb02_matching_loss
+    logits = gamma3 * scores  # (B, B)
     if class_ids is not None:
-        class_ids = class_ids.to(scores.device)
-        if class_ids.shape != (batch,):
-            raise ValueError(f"class_ids must have shape ({batch},), got {tuple(class_ids.shape)}")
         same = class_ids[:, None] == class_ids[None, :]  # (B, B)
-        same.fill_diagonal_(False)
+        same.fill_diagonal_(False)  # a pair is never its own negative
         logits = logits.masked_fill(same, float("-inf"))
-    labels = torch.arange(batch, device=scores.device)
+    labels = torch.arange(len(scores), device=scores.device)  # the diagonal
     return F.cross_entropy(logits, labels), F.cross_entropy(logits.t(), labels)
+    # END EXERCISE
 
 
 def words_loss(
@@ -212,6 +199,44 @@ def sentence_loss(
     return matching_loss(sentence_scores(image_codes, sentences), class_ids, gammas.gamma3)
 
 
+@dataclass
+class DAMSMLosses:
+    """The four DAMSM terms (scalars); ``total = w0 + w1 + s0 + s1``."""
+
+    w0: torch.Tensor  # words: each image picks its caption
+    w1: torch.Tensor  # words: each caption picks its image
+    s0: torch.Tensor  # sentence: each image picks its caption
+    s1: torch.Tensor  # sentence: each caption picks its image
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.w0 + self.w1 + self.s0 + self.s1
+
+
+def check_damsm_inputs(
+    regions: torch.Tensor,
+    image_codes: torch.Tensor,
+    words: torch.Tensor,
+    sentences: torch.Tensor,
+    lengths: torch.Tensor,
+    class_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Check the inputs of :func:`damsm_loss` (one batch size ``B``, ``class_ids (B,)``);
+    return ``lengths`` and ``class_ids`` as tensors on the device of ``words``."""
+    lengths = torch.as_tensor(lengths).to(words.device)  # (B,)
+    batch = regions.shape[0]
+    if not (batch == image_codes.shape[0] == words.shape[0] == sentences.shape[0]
+            == lengths.shape[0]):
+        raise ValueError(
+            "regions, image_codes, words, sentences and lengths need the same batch size"
+        )
+    if class_ids is not None:
+        class_ids = torch.as_tensor(class_ids).to(words.device)  # (B,)
+        if class_ids.shape != (batch,):
+            raise ValueError(f"class_ids must have shape ({batch},), got {tuple(class_ids.shape)}")
+    return lengths, class_ids
+
+
 def damsm_loss(
     regions: torch.Tensor,
     image_codes: torch.Tensor,
@@ -224,18 +249,11 @@ def damsm_loss(
     """All four DAMSM terms for ``B`` matching (image, caption) pairs.
 
     ``regions (B, D, h, w)`` and ``image_codes (B, D)`` from an image encoder; ``words
-    (B, D, T)``, ``sentences (B, D)`` and ``lengths (B,)`` from the text encoder.
+    (B, D, T)``, ``sentences (B, D)`` and ``lengths (B,)`` from the text encoder; ``class_ids
+    (B,)`` or None. The inputs are checked by :func:`check_damsm_inputs`.
     """
-    if not (
-        regions.shape[0]
-        == image_codes.shape[0]
-        == words.shape[0]
-        == sentences.shape[0]
-        == lengths.shape[0]
-    ):
-        raise ValueError(
-            "regions, image_codes, words, sentences and lengths need the same batch size"
-        )
+    lengths, class_ids = check_damsm_inputs(regions, image_codes, words, sentences, lengths,
+                                            class_ids)
     w0, w1 = words_loss(regions, words, lengths, class_ids, gammas)
     s0, s1 = sentence_loss(image_codes, sentences, class_ids, gammas)
     return DAMSMLosses(w0, w1, s0, s1)

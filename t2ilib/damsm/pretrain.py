@@ -61,7 +61,7 @@ from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 
 __all__ = [
     "DAMSMTrainConfig", "DAMSMRun", "DAMSMTask", "damsm_batch_losses", "damsm_step",
-    "epoch_lr", "train_damsm", "evaluate_damsm", "load_or_train_damsm",
+    "epoch_lr", "batch_to_device", "train_damsm", "evaluate_damsm", "load_or_train_damsm",
     "load_or_train_toybirds_damsm",
     # re-exported from t2ilib.damsm.checkpoint
     "TOYBIRDS_DAMSM_SIZE", "image_encoder_spec", "build_image_encoder", "default_checkpoint",
@@ -92,13 +92,12 @@ def damsm_batch_losses(
     image_encoder: nn.Module,
     batch: tuple,
     gammas: DAMSMGammas = SSAGAN_GAMMAS,
-    device: torch.device | str = "cpu",
 ) -> DAMSMLosses:
-    """The four DAMSM losses of one ``(images, captions, lengths, class_ids, keys)`` batch."""
+    """The four DAMSM losses of one ``(images, captions, lengths, class_ids, keys)`` batch
+    (images, captions and class ids on the encoders' device; :func:`batch_to_device`)."""
     images, captions, lengths, class_ids = batch[0], batch[1], batch[2], batch[3]
-    words, sentences = text_encoder(captions.to(device), lengths)  # (B, D, T), (B, D)
-    regions, codes = image_encoder(images.to(device))  # (B, D, h, w), (B, D)
-    lengths, class_ids = torch.as_tensor(lengths).to(device), torch.as_tensor(class_ids).to(device)
+    words, sentences = text_encoder(captions, lengths)  # (B, D, T), (B, D)
+    regions, codes = image_encoder(images)  # (B, D, h, w), (B, D)
     return damsm_loss(regions, codes, words, sentences, lengths, class_ids, gammas)
 
 
@@ -108,11 +107,10 @@ def damsm_step(
     optimizer: torch.optim.Optimizer,
     batch: tuple,
     config: DAMSMTrainConfig,
-    device: torch.device | str = "cpu",
 ) -> DAMSMLosses:
     """One pretraining step on ``batch``: losses, fresh gradients, the text encoder's gradient
     norm clipped at ``config.grad_clip``, one optimiser update. Returns the losses."""
-    losses = damsm_batch_losses(text_encoder, image_encoder, batch, config.gammas, device)
+    losses = damsm_batch_losses(text_encoder, image_encoder, batch, config.gammas)
     optimizer.zero_grad(set_to_none=True)
     losses.total.backward()
     text_params = [p for p in text_encoder.parameters() if p.requires_grad]
@@ -124,6 +122,14 @@ def damsm_step(
 def epoch_lr(config: DAMSMTrainConfig, epoch: int) -> float:
     """Learning rate of epoch ``epoch`` (0-based)."""
     return max(config.lr * config.lr_decay**epoch, config.lr * config.min_lr_ratio)
+
+
+def batch_to_device(batch: tuple, device: torch.device | str) -> tuple:
+    """``(images, captions, lengths, class_ids, keys)`` with images, captions and class ids
+    on ``device``; the lengths stay on the CPU (packed sequences want them there)."""
+    images, captions, lengths, class_ids, *rest = batch
+    return (images.to(device), captions.to(device), torch.as_tensor(lengths),
+            torch.as_tensor(class_ids).to(device), *rest)
 
 
 # --- The engine task ---------------------------------------------------------------------------
@@ -176,6 +182,9 @@ class DAMSMTask:
         seed: the order of the items in epoch ``e`` is a permutation seeded by ``(seed, e)``.
         extra: plain data about the data set (name, image size...) for the fingerprint.
         collate_fn: items -> batch (default: :func:`~t2ilib.data.cub.collate_sorted`).
+        step_fn: one training step, :func:`damsm_step`'s signature (default: it). Notebook 02
+            passes the copy it writes, so that a students' library without the answers still
+            trains on the student's own code. Not part of the fingerprint.
     """
 
     kind = "damsm"
@@ -185,6 +194,7 @@ class DAMSMTask:
                  config: DAMSMTrainConfig = DAMSMTrainConfig(), *, batch_size: int = 16,
                  seed: int = 0, extra: dict[str, Any] | None = None,
                  collate_fn: Callable[[list], tuple] = collate_sorted,
+                 step_fn: Callable[..., DAMSMLosses] = damsm_step,
                  device: torch.device | str = "cpu"):
         if config.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {config.epochs}")
@@ -194,7 +204,7 @@ class DAMSMTask:
         self.steps_per_epoch = (n_steps if config.max_steps_per_epoch is None
                                 else min(n_steps, config.max_steps_per_epoch))
         self.config, self.dataset, self.batch_size, self.seed = config, dataset, batch_size, seed
-        self.extra, self.collate_fn = dict(extra or {}), collate_fn
+        self.extra, self.collate_fn, self.step_fn = dict(extra or {}), collate_fn, step_fn
         self.device = torch.device(device)
         self.text_encoder = text_encoder.to(self.device)
         self.image_encoder = image_encoder.to(self.device)
@@ -237,12 +247,11 @@ class DAMSMTask:
         images, captions, lengths, class_ids, keys = self.collate_fn(
             [self.dataset[i] for i in index])
         self._at = (epoch, step_in_epoch)
-        dev = self.device  # lengths stay on the CPU (packed sequences)
-        return images.to(dev), captions.to(dev), lengths, torch.as_tensor(class_ids).to(dev), keys
+        return batch_to_device((images, captions, lengths, class_ids, keys), self.device)
 
     def step(self, batch: tuple) -> Tensor:
-        losses = damsm_step(self.text_encoder, self.image_encoder, self.optimizer, batch,
-                            self.config, self.device)
+        losses = self.step_fn(self.text_encoder, self.image_encoder, self.optimizer, batch,
+                              self.config)
         vector = torch.stack([losses.w0, losses.w1, losses.s0, losses.s1]).detach()
         epoch, k = self._at
         self.history.add(vector, epoch, self.optimizer.param_groups[0]["lr"],
@@ -301,7 +310,8 @@ def evaluate_damsm(
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        losses = damsm_batch_losses(text_encoder, image_encoder, batch, gammas, device)
+        losses = damsm_batch_losses(text_encoder, image_encoder, batch_to_device(batch, device),
+                                    gammas)
         for k in sums:
             sums[k] += getattr(losses, k).item()
         n += 1
@@ -325,6 +335,7 @@ def load_or_train_damsm(
     device: torch.device | str = "cpu",
     log_every: int = 20,
     progress_bar: bool = True,
+    step_fn: Callable[..., DAMSMLosses] = damsm_step,
 ) -> DAMSMRun:
     """Pretrain in the run folder ``path`` with the engine, or load what it holds.
 
@@ -335,9 +346,10 @@ def load_or_train_damsm(
     unfinished one is resumed exactly; ``retrain=True`` starts afresh. A checkpoint of other
     settings raises :class:`~t2ilib.engine.checkpoint.CheckpointMismatch` naming what
     differs. The encoders are updated in place and left on ``device`` in eval mode.
+    ``step_fn``: see :class:`DAMSMTask`.
     """
     task = DAMSMTask(text_encoder, image_encoder, dataset, config, batch_size=batch_size,
-                     seed=seed, extra=extra, device=device)
+                     seed=seed, extra=extra, device=device, step_fn=step_fn)
     engine = Engine(task, run_folder(path), log_every=log_every)
     result = load_or_train(engine, config.epochs, retrain=retrain, progress_bar=progress_bar)
     text_encoder.eval()

@@ -72,11 +72,13 @@ def bbox_crop_box(bbox: Sequence[float], width: int, height: int) -> tuple[int, 
     Returns ``(left, top, right, bottom)`` (right/bottom exclusive, PIL's convention): the
     square of half-side ``r = int(0.75 * max(w, h))`` centred on the box, clipped to the image.
     """
+    # BEGIN EXERCISE 01:nb01_bbox_crop_box
     x, y, w, h = bbox
     r = int(max(w, h) * 0.75)
     cx = int((2 * x + w) / 2)
     cy = int((2 * y + h) / 2)
     return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
+    # END EXERCISE
 
 
 def square_box(box: tuple[int, int, int, int], center: tuple[int, int]

@@ -48,7 +48,7 @@ from t2ilib.text.vocab import Vocabulary, tokenize, write_captions_pickle
 
 __all__ = ["COLORS", "BEAK_COLORS", "ATTRIBUTES", "CAPTIONED", "TOYBIRDS_VERSION",
            "sample_attributes", "make_caption", "class_of", "class_name", "write_toybirds",
-           "ensure_toybirds", "ToyBirdsTruth", "load_groundtruth"]
+           "ensure_toybirds", "ToyBirdsTruth", "load_groundtruth", "SAMPLE_CAPTIONS"]
 
 TOYBIRDS_VERSION = 1  # bump whenever the drawing or the captions change (ensure_toybirds rebuilds)
 
@@ -71,6 +71,15 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
 #: Attributes that captions may mention (facing, background and position never are).
 CAPTIONED = ("body_color", "wing_color", "crown_color", "beak_color", "beak_length", "size")
 MAX_CAPTION_WORDS = 18                            # AttnGAN's WORDS_NUM
+#: The captions of every ToyBirds training run's per-epoch sample grid (notebook 07, the CLI).
+SAMPLE_CAPTIONS = ("this bird has a red body and blue wings",
+                   "a small bird with a yellow belly and black wings",
+                   "this bird is green with a red crown",
+                   "a large blue bird with white wings",
+                   "this bird has an orange body and a short black beak",
+                   "a purple bird with grey wings",
+                   "this bird is white with a long yellow beak",
+                   "a brown bird with green wings and a red crown")
 
 
 # ------------------------------------------------------------------------- attributes

@@ -22,6 +22,7 @@ NumPy's legacy ``np.random.get_state()`` returns a tuple holding an ``ndarray``,
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -39,8 +40,8 @@ from t2ilib.io import load_torch, save_torch
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "capture_rng_state",
            "restore_rng_state", "write_checkpoint", "read_checkpoint", "run_folder",
-           "checkpoint_file", "run_fingerprint", "check_compatible", "StopFlag",
-           "stop_on_signals"]
+           "checkpoint_file", "checkpoint_id", "run_fingerprint", "check_compatible",
+           "StopFlag", "stop_on_signals"]
 
 #: The one checkpoint format of the course (v1: the trainers' files before the engine).
 FORMAT = "t2ilib.checkpoint.v2"
@@ -144,6 +145,20 @@ def read_checkpoint(path: str | os.PathLike[str], kind: str | tuple[str, ...],
         raise CheckpointMismatch(f"{path} is a {payload.get('kind')!r} checkpoint, not "
                                  f"{' or '.join(repr(k) for k in kinds)}")
     return payload
+
+
+def checkpoint_id(path: str | os.PathLike[str]) -> str:
+    """``"checkpoint <run folder>@<12 hex digits>"``: which run, and the SHA-256 of the file.
+
+    The notebooks print it for every checkpoint they write or read; a test checks that all
+    committed notebooks agree on each run's digest (one consistent run of the series).
+    """
+    path = checkpoint_file(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"checkpoint {path.parent.name}@{digest.hexdigest()[:12]}"
 
 
 def run_folder(path: str | os.PathLike[str]) -> Path:

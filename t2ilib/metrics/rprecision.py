@@ -26,12 +26,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from t2ilib.runtime import progress
 
 __all__ = [
     "RPrecision",
     "sample_mismatched",
+    "r_precision_hits",
+    "fold_accuracies",
     "r_precision",
     "encode_captions",
     "encode_images",
@@ -73,23 +76,42 @@ def sample_mismatched(
 ) -> tuple[torch.Tensor, int]:
     """For each image, ``k`` distinct caption indices of *other* classes, without replacement.
 
-    ``image_classes (N,)``, ``caption_classes (M,)`` -> ``(indices (N, k), k)`` with
+    ``image_classes (N,)``, ``caption_classes (M,)`` (CPU) -> ``(indices (N, k), k)`` with
     ``k = min(n, fewest other-class captions of any image)``.
     """
-    image_classes = torch.as_tensor(image_classes).cpu()
-    caption_classes = torch.as_tensor(caption_classes).cpu()
-    out = torch.empty(len(image_classes), n, dtype=torch.long)
+    out = torch.empty(len(image_classes), n, dtype=torch.long)  # (N, n)
     k = n
     for c in image_classes.unique().tolist():
         rows = (image_classes == c).nonzero().squeeze(1)  # images of class c
         pool = (caption_classes != c).nonzero().squeeze(1)  # captions of other classes
         k = min(k, len(pool))
-        order = torch.rand(len(rows), len(pool), generator=generator).argsort(
-            dim=1
-        )  # random permutations
-        take = min(n, len(pool))
+        order = torch.rand(len(rows), len(pool), generator=generator).argsort(dim=1)
+        take = min(n, len(pool))  # a random permutation of the pool per image, cut
         out[rows, :take] = pool[order[:, :take]]  # (n_c, take)
     return out[:, :k], k
+
+
+def r_precision_hits(
+    image_codes: torch.Tensor, true_sentences: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Does each image rank its true caption first?
+
+    ``image_codes (N, D)``, ``true_sentences (N, D)``, ``negatives (N, K, D)`` (sentence
+    vectors of each image's mismatched captions) -> ``(N,)`` bool; a tie is a miss.
+    """
+    img = F.normalize(image_codes, dim=-1)  # (N, D)
+    true_score = (img * F.normalize(true_sentences, dim=-1)).sum(-1)  # (N,): cos(v, e_true)
+    neg_score = torch.einsum("nd,nkd->nk", img, F.normalize(negatives, dim=-1))  # (N, K)
+    return true_score > neg_score.max(dim=1).values  # (N,)
+
+
+def fold_accuracies(
+    hits: torch.Tensor, n_folds: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``(N,)`` bool hits, shuffled and split into ``n_folds`` folds -> ``(n_folds,)``
+    accuracies (the folds differ in size by at most one)."""
+    shuffled = hits[torch.randperm(len(hits), generator=generator)].float()  # (N,)
+    return torch.stack([fold.mean() for fold in shuffled.tensor_split(n_folds)])
 
 
 def r_precision(
@@ -102,12 +124,14 @@ def r_precision(
     n_folds: int = 10,
     generator: torch.Generator | None = None,
 ) -> RPrecision:
-    """R-precision from features.
+    """R-precision from features: checks, then :func:`sample_mismatched`,
+    :func:`r_precision_hits` and :func:`fold_accuracies` on the CPU.
 
     ``image_codes (N, D)``: global image codes; ``true_sentences (N, D)``: the sentence vector
     of each image's ground-truth caption; ``image_classes (N,)``; ``pool_sentences (M, D)`` and
     ``pool_classes (M,)``: the captions mismatched ones are drawn from. ``generator`` fixes
-    the draws and the fold shuffle.
+    the draws and the fold shuffle. With fewer images than folds, or fewer other-class
+    captions than ``n_candidates - 1``, the protocol shrinks and ``note`` says so.
     """
     n = image_codes.shape[0]
     if true_sentences.shape != image_codes.shape or image_classes.shape != (n,):
@@ -120,6 +144,8 @@ def r_precision(
         raise ValueError("pool_sentences and pool_classes differ in length")
     if n == 0 or n_candidates < 2 or n_folds < 1:
         raise ValueError("need at least one image, n_candidates >= 2 and n_folds >= 1")
+    image_classes = torch.as_tensor(image_classes).cpu()
+    pool_classes = torch.as_tensor(pool_classes).cpu()
     notes = []
     neg, k = sample_mismatched(image_classes, pool_classes, n_candidates - 1, generator)
     if k == 0:
@@ -133,14 +159,9 @@ def r_precision(
     folds = min(n_folds, n)
     if folds < n_folds:
         notes.append(f"only {n} images: {folds} folds instead of {n_folds}")
-    img = nn.functional.normalize(image_codes.float().cpu(), dim=1)  # (N, D)
-    true = nn.functional.normalize(true_sentences.float().cpu(), dim=1)  # (N, D)
-    pool = nn.functional.normalize(pool_sentences.float().cpu(), dim=1)  # (M, D)
-    true_score = (img * true).sum(1)  # (N,)
-    neg_score = torch.einsum("nd,nkd->nk", img, pool[neg])  # (N, k)
-    hits = true_score > neg_score.max(dim=1).values  # (N,)
-    shuffled = hits[torch.randperm(n, generator=generator)].float()
-    fold_acc = torch.stack([f.mean() for f in shuffled.tensor_split(folds)])  # (folds,)
+    pool = pool_sentences.float().cpu()  # (M, D)
+    hits = r_precision_hits(image_codes.float().cpu(), true_sentences.float().cpu(), pool[neg])
+    fold_acc = fold_accuracies(hits, folds, generator)  # (folds,)
     note = "; ".join(notes)
     if note:
         warnings.warn(f"R-precision: {note}", stacklevel=2)

@@ -14,8 +14,12 @@ $$L_G = \mathrm{BCE}(D(G(x, \varphi(\tilde t)), \varphi(\tilde t)), 1) + \rho\,\
 with $\mathrm{KL} = \mathrm{mean}\big(-\log\sigma + \tfrac12(\sigma^2 + \mu^2 - 1)\big)$ over
 batch and code dimensions (the per-dimension $\mathrm{KL}(\mathcal N(\mu, \sigma^2)\,\|\,
 \mathcal N(0, 1))$), $\rho = 1$, and the reconstruction weight $\lambda$ 0 in SISGAN (TAGAN
-uses 0.2). The L1 term is computed on the samples whose relevant caption *is* their own, so it
-costs no extra forward pass.
+uses 0.2). :func:`kl_loss` lives beside the conditioning augmentation in
+:mod:`t2ilib.sisgan.model` (re-exported here). The L1 term is computed on the samples whose
+relevant caption *is* their own, so it costs no extra forward pass.
+
+:func:`pair_logits` and :func:`discriminator_loss` (and :func:`generator_loss`) show the
+algorithm only; the training step (:mod:`t2ilib.sisgan.step`) hands them float32 logits.
 """
 
 from __future__ import annotations
@@ -26,8 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DLosses", "GLosses", "kl_loss", "discriminator_loss", "generator_loss",
-           "reconstruction_loss", "derangement", "relevant_sentences"]
+from t2ilib.sisgan.model import Discriminator, kl_loss
+
+__all__ = ["DLosses", "GLosses", "PairLogits", "kl_loss", "pair_logits", "discriminator_loss",
+           "generator_loss", "reconstruction_loss", "derangement", "relevant_sentences"]
+
+
+class PairLogits(NamedTuple):
+    """D's logits ``(B,)`` for the three text-image pairs of a batch."""
+
+    real: Tensor  # D(x, phi(t)): real image, its own (matching) caption
+    mismatch: Tensor  # D(x, phi(t^)): real image, another image's caption
+    fake: Tensor  # D(G(x, phi(t~)), phi(t~)): the edit, its relevant caption
 
 
 class DLosses(NamedTuple):
@@ -39,6 +53,38 @@ class DLosses(NamedTuple):
     fake: Tensor  # BCE(D(G(x, t~), t~), 0), before the 1/2
 
 
+def pair_logits(D: Discriminator, real: Tensor, fake: Tensor, own: Tensor, other: Tensor,
+                relevant: Tensor) -> PairLogits:
+    r"""D's logits for (real, matching), (real, mismatching) and (fake, relevant) pairs.
+
+    ``real`` and ``fake`` ``(B, 3, S, S)``; ``own`` $\varphi(t)$, ``other`` $\varphi(\hat t)$
+    and ``relevant`` $\varphi(\tilde t)$ ``(B, D)``. ``fake`` is detached (D's loss must not
+    train G). D runs on the real batch and on the fake batch in separate calls (its batch
+    norm normalises each batch with its own statistics); the real features are computed once
+    and reused for both real pairs.
+    """
+    # BEGIN EXERCISE 09:nb09_discriminator_loss
+    real_features = D.features(real)  # (B, 8 ndf, 4, 4), shared by both real pairs
+    return PairLogits(D.logits(real_features, own),  # (B,)
+                      D.logits(real_features, other),  # (B,)
+                      D(fake.detach(), relevant))  # (B,)
+    # END EXERCISE
+
+
+def discriminator_loss(real: Tensor, mismatch: Tensor, fake: Tensor) -> DLosses:
+    r"""$L_D = \mathrm{BCE}(\ell_\text{real}, 1) + \tfrac12\mathrm{BCE}(\ell_\text{mis}, 0)
+    + \tfrac12\mathrm{BCE}(\ell_\text{fake}, 0)$ from the logits ``(B,)`` of the three pairs
+    (each BCE a mean over the batch). Returns :class:`DLosses` (scalars ``()``).
+    """
+    # BEGIN EXERCISE 09:nb09_discriminator_loss
+    bce = F.binary_cross_entropy_with_logits
+    r = bce(real, torch.ones_like(real))
+    m = bce(mismatch, torch.zeros_like(mismatch))
+    f = bce(fake, torch.zeros_like(fake))
+    return DLosses(r + 0.5 * m + 0.5 * f, r, m, f)
+    # END EXERCISE
+
+
 class GLosses(NamedTuple):
     """G's loss and its terms (scalars)."""
 
@@ -48,19 +94,17 @@ class GLosses(NamedTuple):
     reconstruction: Tensor
 
 
-def kl_loss(mu: Tensor, log_sigma: Tensor) -> Tensor:
-    """``mean(-log_sigma + (sigma^2 + mu^2 - 1) / 2)`` over all elements of ``(B, C)`` codes."""
-    return (-log_sigma + 0.5 * (torch.exp(2 * log_sigma) + mu.square() - 1)).mean()
+def generator_loss(fake_logits: Tensor, mu: Tensor, log_sigma: Tensor, kl_weight: float = 1.0,
+                   reconstruction: Tensor | None = None, recon_weight: float = 0.0) -> GLosses:
+    """G's loss: BCE(D(fake, t~), 1) + kl_weight * KL (+ recon_weight * the given L1 term).
 
-
-def discriminator_loss(real: Tensor, mismatch: Tensor, fake: Tensor) -> DLosses:
-    """D's loss from the logits ``(B,)`` of (real, matching), (real, mismatching) and
-    (fake, relevant) pairs."""
-    r = F.binary_cross_entropy_with_logits(real.float(), torch.ones_like(real, dtype=torch.float))
-    m = F.binary_cross_entropy_with_logits(mismatch.float(),
-                                           torch.zeros_like(mismatch, dtype=torch.float))
-    f = F.binary_cross_entropy_with_logits(fake.float(), torch.zeros_like(fake, dtype=torch.float))
-    return DLosses(r + 0.5 * m + 0.5 * f, r, m, f)
+    ``fake_logits`` ``(B,)``, ``mu`` and ``log_sigma`` ``(B, C)``, ``reconstruction`` ``()``
+    (see :func:`reconstruction_loss`; 0 when not given). Returns :class:`GLosses`.
+    """
+    adv = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    kl = kl_loss(mu, log_sigma)
+    recon = reconstruction if reconstruction is not None else torch.zeros_like(adv)
+    return GLosses(adv + kl_weight * kl + recon_weight * recon, adv, kl, recon)
 
 
 def reconstruction_loss(fake: Tensor, real: Tensor, use: Tensor) -> Tensor:
@@ -71,16 +115,6 @@ def reconstruction_loss(fake: Tensor, real: Tensor, use: Tensor) -> Tensor:
     per_sample = (fake.float() - real.float()).abs().flatten(1).mean(1)  # (B,)
     weights = use.float()
     return (per_sample * weights).sum() / weights.sum().clamp(min=1.0)
-
-
-def generator_loss(fake_logits: Tensor, mu: Tensor, log_sigma: Tensor, kl_weight: float = 1.0,
-                   reconstruction: Tensor | None = None, recon_weight: float = 0.0) -> GLosses:
-    """G's loss: BCE(D(fake, t~), 1) + kl_weight * KL (+ recon_weight * the given L1 term)."""
-    adv = F.binary_cross_entropy_with_logits(fake_logits.float(),
-                                             torch.ones_like(fake_logits, dtype=torch.float))
-    kl = kl_loss(mu.float(), log_sigma.float())
-    recon = reconstruction if reconstruction is not None else torch.zeros_like(adv)
-    return GLosses(adv + kl_weight * kl + recon_weight * recon, adv, kl, recon)
 
 
 def derangement(n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -23,7 +23,7 @@ $$\mu = \mathrm{LReLU}_{0.2}(W_\mu \varphi),\quad
 c = \mu + \sigma \odot \epsilon,\ \epsilon \sim \mathcal N(0, I_C),$$
 
 with the KL term $\mathrm{KL} = \mathrm{mean}\big(-\log\sigma + \tfrac12(\sigma^2 + \mu^2 - 1)\big)$
-(:func:`t2ilib.sisgan.losses.kl_loss`). A residual block is
+(:func:`kl_loss`). A residual block is
 $\mathrm{ReLU}(h + \mathrm{BN}\,\mathrm{conv}\,\mathrm{ReLU}\,\mathrm{BN}\,\mathrm{conv}\,h)$.
 
 **Discriminator** (matching-aware, GAN-CLS style): stride-2 4x4 convs
@@ -54,9 +54,9 @@ from torch import Tensor
 
 from t2ilib.damsm.image_encoder import MissingWeightsError
 
-__all__ = ["ENCODERS", "SISGANConfig", "ConditioningAugmentation", "ResidualBlock",
-           "PlainEncoder", "VGGEncoder", "find_vgg16_bn_weights", "Generator",
-           "Discriminator", "init_weights"]
+__all__ = ["ENCODERS", "SISGANConfig", "ConditioningAugmentation", "kl_loss", "standard_normal",
+           "ResidualBlock", "PlainEncoder", "VGGEncoder", "find_vgg16_bn_weights", "Generator",
+           "Discriminator", "init_weights", "check_image_batch", "check_sentences"]
 
 ENCODERS = ("plain", "vgg")  # the generator's image encoder
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,10 +108,26 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ConditioningAugmentation(nn.Module):
-    """``phi (B, D) -> (c (B, C), mu (B, C), log_sigma (B, C))`` with ``c = mu + sigma * eps``.
+def standard_normal(shape: tuple[int, ...], like: Tensor,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """``N(0, 1)`` noise of ``shape`` with ``like``'s dtype, on ``like``'s device.
 
-    ``eps`` is drawn from ``generator`` (or the global RNG) unless given ``(B, C)``.
+    Drawn from ``generator`` (a CPU generator: the draw is made on the CPU and moved, so a seed
+    gives the same noise on every device) or from the global RNG of ``like``'s device.
+    """
+    device = torch.device("cpu") if generator is not None else like.device
+    noise = torch.randn(shape, generator=generator, device=device, dtype=like.dtype)
+    return noise.to(like.device)
+
+
+class ConditioningAugmentation(nn.Module):
+    r"""StackGAN's conditioning augmentation (SISGAN's "text embedding augmentation").
+
+    ``phi (B, D) -> (c (B, C), mu (B, C), log_sigma (B, C))`` with
+    $\mu = \mathrm{LReLU}_{0.2}(W_\mu\varphi)$, $\log\sigma = \mathrm{LReLU}_{0.2}(W_\sigma\varphi)$
+    (bias-free linear layers ``self.mu`` and ``self.log_sigma``) and the reparameterised sample
+    $c = \mu + \sigma\odot\epsilon$, $\sigma = e^{\log\sigma}$. ``eps (B, C)`` is drawn from
+    ``generator`` (or the global RNG) unless given; ``eps = 0`` gives ``c = mu``.
     """
 
     def __init__(self, sentence_dim: int, condition_dim: int):
@@ -121,12 +137,35 @@ class ConditioningAugmentation(nn.Module):
 
     def forward(self, phi: Tensor, eps: Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        if eps is None:
+            eps = standard_normal((phi.shape[0], self.mu.out_features), phi, generator)  # (B, C)
+        # BEGIN EXERCISE 09:nb09_conditioning_augmentation
         mu = F.leaky_relu(self.mu(phi), 0.2)  # (B, C)
         log_sigma = F.leaky_relu(self.log_sigma(phi), 0.2)  # (B, C)
-        if eps is None:
-            eps = torch.randn(mu.shape, generator=generator, device="cpu" if generator is not None
-                              else mu.device, dtype=mu.dtype).to(mu.device)
         return mu + log_sigma.exp() * eps, mu, log_sigma
+        # END EXERCISE
+
+
+def kl_loss(mu: Tensor, log_sigma: Tensor) -> Tensor:
+    r"""$\operatorname{mean}\big(-\log\sigma + \tfrac12(\sigma^2 + \mu^2 - 1)\big)$: the KL
+    divergence $\mathrm{KL}(\mathcal N(\mu, \sigma^2)\,\|\,\mathcal N(0, 1))$ of each code
+    dimension, averaged over all elements of the ``(B, C)`` codes -> ``()``.
+    """
+    # BEGIN EXERCISE 09:nb09_conditioning_augmentation
+    return (-log_sigma + 0.5 * (torch.exp(2 * log_sigma) + mu.square() - 1)).mean()
+    # END EXERCISE
+
+
+def check_image_batch(x: Tensor, size: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is a ``(B, 3, size, size)`` batch."""
+    if x.dim() != 4 or x.shape[1:] != (3, size, size):
+        raise ValueError(f"images must be (B, 3, {size}, {size}), got {tuple(x.shape)}")
+
+
+def check_sentences(phi: Tensor, batch: int, dim: int) -> None:
+    """Raise ``ValueError`` unless ``phi`` is a ``(batch, dim)`` batch of sentence vectors."""
+    if phi.shape != (batch, dim):
+        raise ValueError(f"sentences must be ({batch}, {dim}), got {tuple(phi.shape)}")
 
 
 class ResidualBlock(nn.Module):
@@ -264,12 +303,8 @@ class Generator(nn.Module):
 
     def forward(self, x: Tensor, phi: Tensor, eps: Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        s = self.config.image_size
-        if x.dim() != 4 or x.shape[1:] != (3, s, s):
-            raise ValueError(f"images must be (B, 3, {s}, {s}), got {tuple(x.shape)}")
-        if phi.shape != (x.shape[0], self.config.sentence_dim):
-            raise ValueError(f"sentences must be ({x.shape[0]}, {self.config.sentence_dim}), "
-                             f"got {tuple(phi.shape)}")
+        check_image_batch(x, self.config.image_size)
+        check_sentences(phi, x.shape[0], self.config.sentence_dim)
         features = self.encoder(x)  # (B, E, S/4, S/4)
         c, mu, log_sigma = self.ca(phi, eps, generator)  # (B, C) each
         tiled = c[:, :, None, None].expand(-1, -1, *features.shape[-2:])  # (B, C, S/4, S/4)
@@ -318,9 +353,7 @@ class Discriminator(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """``(B, 3, S, S) -> (B, 8 ndf, 4, 4)``: the trunk plus its residual branch."""
-        s = self.config.image_size
-        if x.dim() != 4 or x.shape[1:] != (3, s, s):
-            raise ValueError(f"images must be (B, 3, {s}, {s}), got {tuple(x.shape)}")
+        check_image_batch(x, self.config.image_size)
         h = self.trunk(x)
         return F.leaky_relu(h + self.residual(h), 0.2)
 

@@ -53,6 +53,7 @@ from t2ilib.sisgan.losses import (
     GLosses,
     discriminator_loss,
     generator_loss,
+    pair_logits,
     reconstruction_loss,
     relevant_sentences,
 )
@@ -131,17 +132,14 @@ def d_step(D: Discriminator, opt_d: torch.optim.Optimizer, real: Tensor, fake: T
     ``real`` and ``fake`` ``(B, 3, S, S)`` (``fake`` is detached here). Returns D's losses and
     its mean probabilities ``(3,)`` for the three pairs.
     """
-    real_features = D.features(real)  # (B, 8 ndf, 4, 4), shared by both real pairs
-    logit_real = D.logits(real_features, text.own)  # (B,)
-    logit_mismatch = D.logits(real_features, text.other)  # (B,)
-    logit_fake = D(fake.detach(), text.relevant)  # (B,)
-    losses = discriminator_loss(logit_real, logit_mismatch, logit_fake)
+    logits = [x.float() for x in pair_logits(D, real, fake, text.own, text.other,
+                                             text.relevant)]  # 3 x (B,), fake detached
+    losses = discriminator_loss(*logits)
     opt_d.zero_grad(set_to_none=True)
     losses.total.backward()
     opt_d.step()
     with torch.no_grad():
-        probs = torch.stack([torch.sigmoid(x.float()).mean()
-                             for x in (logit_real, logit_mismatch, logit_fake)])
+        probs = torch.stack([torch.sigmoid(x).mean() for x in logits])
     return losses, probs
 
 
@@ -159,8 +157,8 @@ def g_step(nets: SISGANNets, opt_g: torch.optim.Optimizer, config: SISGANTrainCo
         logit = nets.D(fake, text.relevant)  # (B,)
         recon = (reconstruction_loss(fake, batch.images, text.matched)
                  if config.recon_weight > 0 else zero)
-        losses = generator_loss(logit, mu, log_sigma, config.kl_weight, recon,
-                                config.recon_weight)
+        losses = generator_loss(logit.float(), mu.float(), log_sigma.float(), config.kl_weight,
+                                recon, config.recon_weight)
         damsm = zero
         if config.damsm_weight > 0:  # the edit against its relevant caption
             whose = text.whose

@@ -53,8 +53,11 @@ __all__ = [
     "generator_hinge_loss",
     "hinge_fake",
     "hinge_real",
+    "check_gp_arguments",
+    "check_logits",
     "ma_gp",
     "ma_gp_from_grads",
+    "matching_aware_gp",
     "mismatched_pairs",
 ]
 
@@ -62,7 +65,7 @@ MA_GP_K = 2.0  # weight k of the penalty (SSA-GAN / DF-GAN)
 MA_GP_P = 6.0  # power p of the gradient norm
 
 
-def _check_logits(logits: Tensor, name: str) -> Tensor:
+def check_logits(logits: Tensor, name: str) -> Tensor:
     """Check ``logits`` is ``(B,)`` with ``B >= 1``; return it in at least float32."""
     if logits.ndim != 1 or logits.shape[0] == 0:
         raise ValueError(f"{name} must have shape (B,) with B >= 1, "
@@ -76,7 +79,9 @@ def hinge_real(logits: Tensor) -> Tensor:
 
     ``(B,) -> ()``. Zero once every logit is at least 1.
     """
-    return F.relu(1.0 - _check_logits(logits, "logits")).mean()
+    # BEGIN EXERCISE 06:nb06_hinge_losses
+    return F.relu(1.0 - check_logits(logits, "logits")).mean()
+    # END EXERCISE
 
 
 def hinge_fake(logits: Tensor) -> Tensor:
@@ -85,7 +90,9 @@ def hinge_fake(logits: Tensor) -> Tensor:
     ``(B,) -> ()``. Used for fakes $(\hat x, s)$ and mismatched pairs
     $(x_i, s_{i+1})$ alike. Zero once every logit is at most -1.
     """
-    return F.relu(1.0 + _check_logits(logits, "logits")).mean()
+    # BEGIN EXERCISE 06:nb06_hinge_losses
+    return F.relu(1.0 + check_logits(logits, "logits")).mean()
+    # END EXERCISE
 
 
 class HingeTerms(NamedTuple):
@@ -106,10 +113,12 @@ def discriminator_hinge_loss(real_logits: Tensor, fake_logits: Tensor,
     in SSA-GAN, see :func:`mismatched_pairs`). Each term is a mean over its own pairs,
     so the three batch sizes may differ. Returns :class:`HingeTerms`.
     """
+    # BEGIN EXERCISE 06:nb06_hinge_losses
     real = hinge_real(real_logits)
     fake = hinge_fake(fake_logits)
     mismatch = hinge_fake(mismatch_logits)
     return HingeTerms(real + 0.5 * (fake + mismatch), real, fake, mismatch)
+    # END EXERCISE
 
 
 def generator_hinge_loss(fake_logits: Tensor) -> Tensor:
@@ -118,7 +127,7 @@ def generator_hinge_loss(fake_logits: Tensor) -> Tensor:
     Not clipped: G keeps being pushed to raise D's logit on its fakes. The DAMSM term
     of SSA-GAN is added by the training loop.
     """
-    return -_check_logits(fake_logits, "fake_logits").mean()
+    return -check_logits(fake_logits, "fake_logits").mean()
 
 
 def mismatched_pairs(images: Tensor, sentence: Tensor,
@@ -166,12 +175,26 @@ def discriminator_adversarial_loss(d: ConditionalDiscriminator, real: Tensor,
     if not (real.shape[0] == fake.shape[0] == sentence.shape[0]):
         raise ValueError(f"real, fake and sentence must share the batch size, got "
                          f"{real.shape[0]}, {fake.shape[0]} and {sentence.shape[0]}")
+    # BEGIN EXERCISE 06:nb06_matching_aware_d_loss
     real_features = d.features(real)  # (B, C, 4, 4)
     real_logits = d.logits(real_features, sentence)  # (B,)
     mis_features, mis_sentence = mismatched_pairs(real_features, sentence)
     mismatch_logits = d.logits(mis_features, mis_sentence)  # (B-1,)
     fake_logits = d.logits(d.features(fake.detach()), sentence)  # (B,)
     return discriminator_hinge_loss(real_logits, fake_logits, mismatch_logits)
+    # END EXERCISE
+
+
+def check_gp_arguments(grad_images: Tensor, grad_sentence: Tensor, k: float, p: float) -> None:
+    """Raise ``ValueError`` unless the two gradients share a batch size ``B >= 1``, ``p > 0``
+    and ``k >= 0``."""
+    if grad_images.shape[0] != grad_sentence.shape[0]:
+        raise ValueError(f"gradients must share the batch size, got "
+                         f"{grad_images.shape[0]} and {grad_sentence.shape[0]}")
+    if grad_images.shape[0] == 0:
+        raise ValueError("MA-GP needs at least one sample")
+    if p <= 0 or k < 0:
+        raise ValueError(f"MA-GP needs p > 0 and k >= 0, got p={p}, k={k}")
 
 
 def ma_gp_from_grads(grad_images: Tensor, grad_sentence: Tensor,
@@ -183,46 +206,62 @@ def ma_gp_from_grads(grad_images: Tensor, grad_sentence: Tensor,
     official code, each sample's image gradient is flattened and concatenated with its
     sentence gradient before one L2 norm is taken.
     """
-    if grad_images.shape[0] != grad_sentence.shape[0]:
-        raise ValueError(f"gradients must share the batch size, got "
-                         f"{grad_images.shape[0]} and {grad_sentence.shape[0]}")
-    if grad_images.shape[0] == 0:
-        raise ValueError("MA-GP needs at least one sample")
-    if p <= 0 or k < 0:
-        raise ValueError(f"MA-GP needs p > 0 and k >= 0, got p={p}, k={k}")
+    check_gp_arguments(grad_images, grad_sentence, k, p)
+    # BEGIN EXERCISE 06:nb06_ma_gp
     grad = torch.cat([grad_images.flatten(1), grad_sentence.flatten(1)], dim=1)  # (B, N)
     sq_norm = grad.pow(2).sum(dim=1)  # (B,) ||g_b||^2
     # ||g||^p = (||g||^2)^(p/2): same value, but no sqrt, whose derivative is
     # infinite at g = 0 (a D that is flat at a real pair must not give NaN)
     return k * sq_norm.pow(p / 2).mean()
+    # END EXERCISE
+
+
+def matching_aware_gp(d: Callable[[Tensor, Tensor], Tensor], images: Tensor, sentence: Tensor,
+                      k: float = MA_GP_K, p: float = MA_GP_P) -> Tensor:
+    r"""MA-GP, the idea: $k\,\mathbb{E}\lVert\nabla_{(x,s)} D(x,s)\rVert^p$ at real pairs.
+
+    ``d(images, sentence)``: ``(B, 3, H, W), (B, D_s) -> (B,)``; ``images``
+    ``(B, 3, H, W)``, ``sentence`` ``(B, D_s)`` -> ``()``. The gradient is taken at
+    detached copies of the inputs (the penalty trains D only) with ``create_graph=True``,
+    so that ``backward()`` on the result reaches D's parameters. D must score each sample
+    independently (no batch norm): the gradient of the batch sum is then every sample's
+    own gradient. Training calls :func:`ma_gp`, which wraps this one.
+    """
+    # BEGIN EXERCISE 06:nb06_ma_gp
+    x = images.detach().requires_grad_(True)
+    s = sentence.detach().requires_grad_(True)
+    out = d(x, s)  # (B,)
+    grad_x, grad_s = torch.autograd.grad(out.sum(), (x, s), create_graph=True)
+    return ma_gp_from_grads(grad_x, grad_s, k=k, p=p)
+    # END EXERCISE
 
 
 def ma_gp(d: Callable[[Tensor, Tensor], Tensor], images: Tensor, sentence: Tensor,
           k: float = MA_GP_K, p: float = MA_GP_P) -> Tensor:
-    r"""MA-GP at real, matching pairs: $k\,\mathbb{E}\lVert\nabla_{(x,s)} D(x,s)\rVert^p$.
+    r"""MA-GP as training uses it: :func:`matching_aware_gp` with checks and in float32.
 
     ``d(images, sentence)``: ``(B, 3, H, W), (B, D_s) -> (B,)``; ``images``
     ``(B, 3, H, W)``, ``sentence`` ``(B, D_s)`` -> ``()``.
 
-    The inputs are detached copies (the penalty trains D only) in at least float32,
-    and D runs with autocast switched off, so the gradient is computed in float32 even
-    when the caller is inside ``torch.autocast`` (and grad mode is switched on, so it
-    also works under ``torch.no_grad()``). ``create_graph=True`` keeps the
-    gradient differentiable: ``backward()`` on the result reaches D's parameters.
-    D must score each sample independently (no batch norm), as SSA-GAN's D does:
-    the gradient of the batch sum is then every sample's own gradient.
+    Around the idea: the batch sizes and D's output shape ``(B,)`` are checked
+    (``ValueError``), the inputs are promoted to at least float32, and D runs with
+    autocast switched off, so the gradient is computed in float32 even when the caller is
+    inside ``torch.autocast`` (a sixth power of a half-precision gradient overflows or
+    underflows easily); grad mode is switched on, so it also works under
+    ``torch.no_grad()``.
     """
     if images.shape[0] != sentence.shape[0]:
         raise ValueError(f"images and sentence must share the batch size, "
                          f"got {images.shape[0]} and {sentence.shape[0]}")
     dtype = torch.promote_types(images.dtype, torch.float32)
-    x = images.detach().to(dtype).requires_grad_(True)
-    s = sentence.detach().to(dtype).requires_grad_(True)
-    # grad mode on even under torch.no_grad() (e.g. when only logging the value)
-    with torch.enable_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-        out = d(x, s)  # (B,)
+
+    def checked_d(x: Tensor, s: Tensor) -> Tensor:
+        out = d(x, s)
         if out.shape != (x.shape[0],):
             raise ValueError(f"d(images, sentence) must return shape ({x.shape[0]},), "
                              f"got {tuple(out.shape)}")
-        grad_x, grad_s = torch.autograd.grad(out.sum(), (x, s), create_graph=True)
-    return ma_gp_from_grads(grad_x, grad_s, k=k, p=p)
+        return out
+
+    # grad mode on even under torch.no_grad() (e.g. when only logging the value)
+    with torch.enable_grad(), torch.autocast(device_type=images.device.type, enabled=False):
+        return matching_aware_gp(checked_d, images.to(dtype), sentence.to(dtype), k=k, p=p)

@@ -42,10 +42,12 @@ keeps the final 16, so ``features`` is always $16 n_{df} \times 4 \times 4$ (at 
 reuses real-image features for the mismatched pairs; nothing is detached, so MA-GP can
 differentiate $D$ with respect to both image and sentence.
 
-Parameter counts at 256 px, ``ngf = ndf = 64``, $n_z = 100$, 256-d sentence (the official
-modules'): **G 29,494,273**, **D 78,280,326**. Deviation: the official ``resD`` creates a
-1x1 shortcut conv even where it is never used (equal channels); this one does not, which
-is why D has 78.3 M and not the official module's 80.4 M parameters.
+Parameter counts at 256 px, ``ngf = ndf = 64``, $n_z = 100$, 256-d sentence: **G
+29,494,273**, the official generator's count; **D 78,280,326**. Deviation: the official
+``resD`` creates a 1x1 shortcut conv even where it is never used (equal channels, the
+1024 -> 1024 blocks at 8 and 4 px); this one does not. The official discriminator module
+therefore holds 80,379,526 parameters (about 80.4 M), 2,099,200 (2.1 M) of them unused by
+its forward pass; the parameters its forward pass uses are the 78,280,326 here.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ from t2ilib.ssagan.blocks import DFBlock
 from t2ilib.ssagan.ssacn import MaskPredictor, SSACNBlock
 
 __all__ = ["RESOLUTIONS", "BLOCKS", "G_MULTIPLIERS", "D_MULTIPLIERS", "SSAGANConfig",
-           "generator_channels", "discriminator_channels", "Generator", "DownBlock",
+           "generator_channels", "discriminator_channels", "check_generator_inputs",
+           "check_discriminator_images", "check_head_inputs", "Generator", "DownBlock",
            "Discriminator"]
 
 RESOLUTIONS = (32, 64, 128, 256)  # output sizes the generator and discriminator support
@@ -114,6 +117,39 @@ def discriminator_channels(resolution: int, ndf: int) -> list[int]:
     return [ndf * m for m in D_MULTIPLIERS[:n_down] + D_MULTIPLIERS[-1:]]
 
 
+def check_generator_inputs(config: SSAGANConfig, z: Tensor, sentence: Tensor) -> None:
+    """Raise ``ValueError`` unless ``z`` is ``(B, nz)`` and ``sentence`` ``(B, sentence_dim)``."""
+    if z.ndim != 2 or z.shape[1] != config.nz:
+        raise ValueError(f"z must have shape (B, {config.nz}), got {tuple(z.shape)}")
+    if sentence.ndim != 2 or sentence.shape[1] != config.sentence_dim:
+        raise ValueError(f"sentence must have shape (B, {config.sentence_dim}), "
+                         f"got {tuple(sentence.shape)}")
+    if z.shape[0] != sentence.shape[0]:
+        raise ValueError(f"z and sentence disagree on the batch size: "
+                         f"{z.shape[0]} vs {sentence.shape[0]}")
+
+
+def check_discriminator_images(config: SSAGANConfig, images: Tensor) -> None:
+    """Raise ``ValueError`` unless ``images`` is ``(B, 3, R, R)`` with ``R = resolution``."""
+    r = config.resolution
+    if images.ndim != 4 or images.shape[1:] != (3, r, r):
+        raise ValueError(f"images must have shape (B, 3, {r}, {r}), got {tuple(images.shape)}")
+
+
+def check_head_inputs(config: SSAGANConfig, features: Tensor, sentence: Tensor) -> None:
+    """Raise ``ValueError`` unless ``features`` is ``(B, 16 ndf, 4, 4)`` and ``sentence``
+    ``(B, sentence_dim)``."""
+    c, d = 16 * config.ndf, config.sentence_dim
+    if features.ndim != 4 or features.shape[1:] != (c, 4, 4):
+        raise ValueError(f"features must have shape (B, {c}, 4, 4), "
+                         f"got {tuple(features.shape)}")
+    if sentence.ndim != 2 or sentence.shape[1] != d:
+        raise ValueError(f"sentence must have shape (B, {d}), got {tuple(sentence.shape)}")
+    if sentence.shape[0] != features.shape[0]:
+        raise ValueError(f"features and sentence disagree on the batch size: "
+                         f"{features.shape[0]} vs {sentence.shape[0]}")
+
+
 class Generator(nn.Module):
     r"""SSA-GAN's generator: ``(z (B, nz), sentence (B, D)) -> (images (B, 3, R, R), masks)``.
 
@@ -147,16 +183,7 @@ class Generator(nn.Module):
 
         The mask list is empty for the DF-GAN variant.
         """
-        cfg = self.config
-        if z.ndim != 2 or z.shape[1] != cfg.nz:
-            raise ValueError(f"z must have shape (B, {cfg.nz}), got {tuple(z.shape)}")
-        if sentence.ndim != 2 or sentence.shape[1] != cfg.sentence_dim:
-            raise ValueError(f"sentence must have shape (B, {cfg.sentence_dim}), "
-                             f"got {tuple(sentence.shape)}")
-        if z.shape[0] != sentence.shape[0]:
-            raise ValueError(f"z and sentence disagree on the batch size: "
-                             f"{z.shape[0]} vs {sentence.shape[0]}")
-
+        check_generator_inputs(self.config, z, sentence)
         x = self.fc(z).view(z.shape[0], -1, 4, 4)  # (B, nz) -> (B, 8 ngf, 4, 4)
         logits = self.mask_predictor(x) if self.mask_predictor is not None else None
         masks: list[Tensor] = []
@@ -221,25 +248,17 @@ class Discriminator(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """The image trunk: ``(B, 3, R, R) -> (B, 16 ndf, 4, 4)``."""
-        r = self.config.resolution
-        if images.ndim != 4 or images.shape[1:] != (3, r, r):
-            raise ValueError(f"images must have shape (B, 3, {r}, {r}), got {tuple(images.shape)}")
+        check_discriminator_images(self.config, images)
         return self.blocks(self.stem(images))
 
     def logits(self, features: Tensor, sentence: Tensor) -> Tensor:
         """The conditional head: ``(B, 16 ndf, 4, 4), (B, D) -> (B,)``."""
-        c, d = 16 * self.config.ndf, self.config.sentence_dim
-        if features.ndim != 4 or features.shape[1:] != (c, 4, 4):
-            raise ValueError(f"features must have shape (B, {c}, 4, 4), "
-                             f"got {tuple(features.shape)}")
-        if sentence.ndim != 2 or sentence.shape[1] != d:
-            raise ValueError(f"sentence must have shape (B, {d}), got {tuple(sentence.shape)}")
-        if sentence.shape[0] != features.shape[0]:
-            raise ValueError(f"features and sentence disagree on the batch size: "
-                             f"{features.shape[0]} vs {sentence.shape[0]}")
+        check_head_inputs(self.config, features, sentence)
+        # BEGIN EXERCISE 05:nb05_discriminator_head
         tiled = sentence[:, :, None, None].expand(-1, -1, 4, 4)  # (B, D) -> (B, D, 4, 4)
         joint = torch.cat([features, tiled], dim=1)  # (B, 16 ndf + D, 4, 4)
         return self.head(joint).view(-1)  # (B, 1, 1, 1) -> (B,)
+        # END EXERCISE
 
     def forward(self, images: Tensor, sentence: Tensor) -> Tensor:
         """``(B, 3, R, R), (B, D) -> (B,)``."""

@@ -81,6 +81,7 @@ class SemanticSpatialAffine(nn.Module):
     def forward(self, x: Tensor, s: Tensor, mask: Tensor | None = None) -> Tensor:
         """``(B, C, H, W), (B, D), (B, 1, H, W) or None -> (B, C, H, W)``."""
         check_condition(x, s, self.num_features, self.cond_dim)
+        # BEGIN EXERCISE 04:nb04_semantic_spatial_affine
         gamma = self.gamma(s)[:, :, None, None]  # (B, C) -> (B, C, 1, 1)
         beta = self.beta(s)[:, :, None, None]  # (B, C) -> (B, C, 1, 1)
         if mask is not None:
@@ -88,6 +89,7 @@ class SemanticSpatialAffine(nn.Module):
             gamma = mask * gamma  # (B, 1, H, W) * (B, C, 1, 1) -> (B, C, H, W)
             beta = mask * beta  # (B, 1, H, W) * (B, C, 1, 1) -> (B, C, H, W)
         return (1 + gamma) * self.norm(x) + beta
+        # END EXERCISE
 
 
 class MaskPredictor(nn.Module):
@@ -98,12 +100,14 @@ class MaskPredictor(nn.Module):
 
     def __init__(self, in_ch: int, hidden: int = 100):
         super().__init__()
+        # BEGIN EXERCISE 04:nb04_mask_predictor
         self.net = nn.Sequential(
             nn.Conv2d(in_ch, hidden, 3, padding=1),
             nn.BatchNorm2d(hidden),
             nn.ReLU(),
             nn.Conv2d(hidden, 1, 1),
         )
+        # END EXERCISE
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W) -> (B, 1, H, W)`` logits."""

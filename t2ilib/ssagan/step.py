@@ -125,10 +125,12 @@ def g_step(nets: Nets, opt_g: torch.optim.Optimizer, fake: Tensor, words: Tensor
            sentence: Tensor, batch: Batch, cfg: SSAGANTrainConfig) -> tuple[Tensor, Tensor]:
     """3. One Adam step on $L_G$; D's weights get no gradients. Returns ``(L_adv, L_DAMSM)``."""
     nets.D.requires_grad_(False)
+    # BEGIN EXERCISE 07:nb07_g_step
     g_adv = generator_hinge_loss(nets.D.logits(nets.D.features(fake), sentence))
     g_damsm = damsm_image_loss(nets.image_encoder, fake, words, sentence, batch.lengths,
                                batch.class_ids, cfg.gammas, cfg.damsm_image_size)
     loss = g_adv + cfg.damsm_weight * g_damsm
+    # END EXERCISE
     if cfg.mode_seeking_weight > 0:
         fake_2, _ = nets.G(batch.z2, sentence)  # the same captions, other noise
         loss = loss + cfg.mode_seeking_weight * mode_seeking_loss(

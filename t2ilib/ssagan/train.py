@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -34,13 +34,16 @@ from t2ilib.engine.checkpoint import run_fingerprint
 from t2ilib.engine.loop import Engine, step_generator
 from t2ilib.runtime import pick_device
 from t2ilib.ssagan.model import Discriminator, Generator
-from t2ilib.ssagan.recipes import Recipe
+from t2ilib.ssagan.recipes import Recipe, SSAGANTrainConfig
 from t2ilib.ssagan.sampling import generate_from_ids
 from t2ilib.ssagan.step import LOSS_NAMES, Batch, Nets, Optimizers, train_step
 from t2ilib.text.encoder import TextEncoder, check_text_encoder
 from t2ilib.text.vocab import captions_to_ids
 
-__all__ = ["SSAGANTask", "ssagan_engine", "set_gates"]
+__all__ = ["SSAGANTask", "ssagan_engine", "set_gates", "StepFn"]
+
+#: A training step: ``(nets, optimisers, batch, config) -> losses (len(LOSS_NAMES),)``.
+StepFn = Callable[[Nets, Optimizers, Batch, SSAGANTrainConfig], Tensor]
 
 
 def set_gates(module: nn.Module, value: float) -> None:
@@ -64,6 +67,8 @@ class SSAGANTask:
         sample_captions: captions of the per-epoch grid (default: the first caption of the
             first 8 images); the noise is fixed too.
         dist: this process's place in a ``torchrun`` job.
+        step_fn: the training step (default :func:`~t2ilib.ssagan.step.train_step`);
+            notebook 07 passes the step its reader writes.
     """
 
     kind = "ssagan"
@@ -71,14 +76,15 @@ class SSAGANTask:
 
     def __init__(self, recipe: Recipe, text_encoder: TextEncoder, image_encoder: nn.Module,
                  data: TrainData, device: str | torch.device = "auto",
-                 sample_captions: Sequence[str] | None = None, dist: ddp.DistInfo = ddp.SINGLE):
+                 sample_captions: Sequence[str] | None = None, dist: ddp.DistInfo = ddp.SINGLE,
+                 step_fn: StepFn = train_step):
         cfg, mcfg = recipe.train, recipe.model
         if mcfg.resolution != data.image_size:
             raise ValueError(f"model resolution {mcfg.resolution} != data image size "
                              f"{data.image_size}")
         check_text_encoder(text_encoder, mcfg.sentence_dim, len(data.vocab), "the GAN")
         self.recipe, self.config, self.model_config = recipe, cfg, mcfg
-        self.data, self.dist, self.epochs = data, dist, cfg.epochs
+        self.data, self.dist, self.epochs, self.step_fn = data, dist, cfg.epochs, step_fn
         self.device = device if isinstance(device, torch.device) else pick_device(str(device))
         cuda = self.device.type == "cuda"
         self.memory_format = (torch.channels_last if cfg.channels_last and cuda
@@ -184,7 +190,7 @@ class SSAGANTask:
                      z=z.to(self.device, non_blocking=nb), z2=z2)
 
     def step(self, batch: Batch) -> Tensor:
-        return train_step(self.nets, self.opts, batch, self.config)
+        return self.step_fn(self.nets, self.opts, batch, self.config)
 
     def sync(self, dist: ddp.DistInfo) -> None:
         """Rank 0's batch-norm statistics to all ranks (before samples and checkpoints)."""
@@ -217,9 +223,10 @@ def ssagan_engine(recipe: Recipe, text_encoder: TextEncoder, image_encoder: nn.M
                   data: TrainData, *, device: str | torch.device = "auto",
                   run_dir: str | os.PathLike[str] | None = None,
                   sample_captions: Sequence[str] | None = None,
-                  dist: ddp.DistInfo = ddp.SINGLE) -> Engine:
+                  dist: ddp.DistInfo = ddp.SINGLE, step_fn: StepFn = train_step) -> Engine:
     """An :class:`~t2ilib.engine.loop.Engine` running an :class:`SSAGANTask` (see there)."""
-    task = SSAGANTask(recipe, text_encoder, image_encoder, data, device, sample_captions, dist)
+    task = SSAGANTask(recipe, text_encoder, image_encoder, data, device, sample_captions, dist,
+                      step_fn)
     cfg = recipe.train
     return Engine(task, run_dir, log_every=cfg.log_every, amp=cfg.amp,
                   tensorboard=cfg.tensorboard, dist=dist)

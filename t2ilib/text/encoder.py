@@ -38,6 +38,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 __all__ = [
     "TextEncoderConfig",
     "TextEncoder",
+    "check_text_config",
+    "check_captions",
     "check_text_encoder",
     "ATTNGAN_TEXT_KEY_MAP",
     "convert_attngan_text_state_dict",
@@ -54,69 +56,81 @@ class TextEncoderConfig:
     dropout: float = 0.5  # dropout on the word embeddings
 
 
+def check_text_config(config: TextEncoderConfig) -> None:
+    """Refuse sizes :class:`TextEncoder` cannot build (``ValueError``)."""
+    if config.vocab_size < 2:
+        raise ValueError(f"vocab_size must be >= 2 (0 is padding), got {config.vocab_size}")
+    if config.hidden_dim % 2:
+        raise ValueError(f"hidden_dim must be even (two directions), got {config.hidden_dim}")
+
+
+def check_captions(
+    captions: torch.Tensor, lengths: torch.Tensor, vocab_size: int | None = None
+) -> torch.Tensor:
+    """Check a batch for :meth:`TextEncoder.forward`; return the lengths as ``(B,)`` int64 on
+    the CPU (where ``pack_padded_sequence`` wants them).
+
+    ``captions (B, T)`` int64, ``lengths (B,)`` (a tensor on any device or a list) with
+    ``1 <= lengths[b] <= T``; with ``vocab_size`` every id must lie in ``[0, vocab_size)``.
+    ``vocab_size=None`` skips the id check: on a GPU it reads the ids back to the host, a
+    stall per call that a training loop whose ids were checked once avoids.
+    """
+    if captions.dim() != 2 or captions.dtype != torch.long:
+        raise ValueError(
+            f"captions must be a (B, T) int64 tensor, got {tuple(captions.shape)} "
+            f"{captions.dtype}"
+        )
+    batch, max_len = captions.shape
+    lengths = torch.as_tensor(lengths).to("cpu", torch.long)  # (B,)
+    if lengths.shape != (batch,):
+        raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
+    if batch and (lengths.min() < 1 or lengths.max() > max_len):
+        raise ValueError(f"lengths must lie in [1, {max_len}], got {lengths.tolist()}")
+    if vocab_size is not None and batch and (captions.min() < 0 or captions.max() >= vocab_size):
+        raise ValueError(
+            f"token ids must lie in [0, {vocab_size}), "
+            f"got [{captions.min().item()}, {captions.max().item()}]"
+        )
+    return lengths
+
+
 class TextEncoder(nn.Module):
     """Bi-LSTM caption encoder: ``(B, T)`` ids -> words ``(B, 256, T)``, sentence ``(B, 256)``.
 
-    ``forward(captions, lengths)`` takes
+    ``forward(captions, lengths, check_ids=True)`` takes
 
     * ``captions``: ``(B, T)`` int64 token ids, padded with 0 after each caption's end;
     * ``lengths``: ``(B,)`` true lengths, ``1 <= lengths[i] <= T``, in any order;
 
     and returns ``(words, sentence)``: ``words`` is ``(B, hidden_dim, T)`` with zeros at
-    padded positions, ``sentence`` is ``(B, hidden_dim)``, both in the input order.
+    padded positions, ``sentence`` is ``(B, hidden_dim)``, both in the input order. The
+    inputs are checked by :func:`check_captions` (``check_ids=False`` skips the id range).
     """
 
     def __init__(self, config: TextEncoderConfig):
         super().__init__()
-        if config.vocab_size < 2:
-            raise ValueError(f"vocab_size must be >= 2 (0 is padding), got {config.vocab_size}")
-        if config.hidden_dim % 2:
-            raise ValueError(f"hidden_dim must be even (two directions), got {config.hidden_dim}")
+        check_text_config(config)
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
         self.drop = nn.Dropout(config.dropout)
-        self.lstm = nn.LSTM(
-            config.embed_dim,
-            config.hidden_dim // 2,
-            num_layers=1,
-            batch_first=True,
-            bidirectional=True,
-        )
+        self.lstm = nn.LSTM(config.embed_dim, config.hidden_dim // 2, num_layers=1,
+                            batch_first=True, bidirectional=True)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)  # AttnGAN's init; the LSTM keeps PyTorch's
 
     def forward(
         self, captions: torch.Tensor, lengths: torch.Tensor, check_ids: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, T)`` ids and ``(B,)`` lengths -> words ``(B, D, T)``, sentence ``(B, D)``.
-
-        ``check_ids=False`` skips the id-range check: on a GPU it reads the ids back to the
-        host, a stall per call that a training loop whose ids were checked once avoids.
-        """
-        if captions.dim() != 2 or captions.dtype != torch.long:
-            raise ValueError(
-                f"captions must be a (B, T) int64 tensor, got {tuple(captions.shape)} "
-                f"{captions.dtype}"
-            )
-        batch, max_len = captions.shape
-        lengths = torch.as_tensor(lengths).to("cpu", torch.long)  # pack_padded_sequence wants CPU
-        if lengths.shape != (batch,):
-            raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
-        if batch and (lengths.min() < 1 or lengths.max() > max_len):
-            raise ValueError(f"lengths must lie in [1, {max_len}], got {lengths.tolist()}")
-        if check_ids and batch and (captions.min() < 0
-                                    or captions.max() >= self.config.vocab_size):
-            raise ValueError(
-                f"token ids must lie in [0, {self.config.vocab_size}), "
-                f"got [{captions.min().item()}, {captions.max().item()}]"
-            )
-
+        """``(B, T)`` ids and ``(B,)`` lengths -> words ``(B, D, T)``, sentence ``(B, D)``."""
+        lengths = check_captions(captions, lengths, self.config.vocab_size if check_ids else None)
+        # BEGIN EXERCISE 02:nb02_text_encoder
         x = self.drop(self.embed(captions))  # (B, T, E)
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, (h_n, _) = self.lstm(packed)  # h_n: (2, B, D/2), already in input order
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=max_len)  # (B, T, D)
-        words = out.transpose(1, 2)  # (B, D, T)
-        sentence = h_n.transpose(0, 1).reshape(batch, -1)  # (B, 2, D/2) -> (B, D): [fwd; bwd]
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=captions.shape[1])
+        words = out.transpose(1, 2)  # (B, T, D) -> (B, D, T)
+        sentence = h_n.transpose(0, 1).flatten(1)  # (B, 2, D/2) -> (B, D): [fwd; bwd]
         return words, sentence
+        # END EXERCISE
 
 
 # --- Interop: AttnGAN's released ``text_encoder200.pth`` -------------------------------------

@@ -51,10 +51,11 @@ def tokenize(text: str) -> list[str]:
     >>> tokenize("This bird's wings are RED, its belly is caf\\u00e9-brown.")
     ['this', 'bird', 's', 'wings', 'are', 'red', 'its', 'belly', 'is', 'caf', 'brown']
     """
-    text = text.replace("\ufffd\ufffd", " ")  # CUB's broken apostrophes
+    # BEGIN EXERCISE 01:nb01_tokenize
     tokens = TOKENIZER.tokenize(text.lower())
     ascii_tokens = [t.encode("ascii", "ignore").decode("ascii") for t in tokens]
     return [t for t in ascii_tokens if t]
+    # END EXERCISE
 
 
 class Vocabulary:

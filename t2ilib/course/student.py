@@ -1,0 +1,141 @@
+"""The students' copy of the course: the library without the exercises' answers.
+
+In ``t2ilib``, the body of every function a notebook's exercise asks for lies between two
+comment lines, ``# BEGIN EXERCISE 06:nb06_ma_gp`` and ``# END EXERCISE`` (``06`` the
+notebook, ``nb06_ma_gp`` the nbgrader ``grade_id`` of its solution cell).
+:func:`write_student_copy` writes a students' checkout of the repository, ``student/``:
+``student/t2ilib/`` is the library with each marked region replaced by ::
+
+    raise NotImplementedError("exercise 06:nb06_ma_gp: solve it in notebook 06")
+
+and the files needed to install it (``pyproject.toml``, ``Makefile``, ``environment.yml``,
+``README.md``, ``nbgrader_config.py``, ``data_scripts/``) beside the notebooks that
+``nbgrader generate_assignment`` put in ``student/notebooks/``. The stored reference
+outputs of the hidden tests (``student/notebooks/reference_outputs/``, copied there by
+nbgrader) are removed, but for a notebook whose visible tests read them: they stay with the
+teacher, whose autograder reads them from ``notebooks/``. In ``student/``, ``make install``
+installs this library in editable mode, so the student notebooks' ``import t2ilib`` finds
+it (``PYTHONPATH=student`` does the same in the teacher's environment: ``sys.path`` comes
+before an editable install).
+
+Usage: ``python -m t2ilib.course.student [OUT]`` (``make student`` runs it after nbgrader).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from t2ilib.runtime import repo_root
+
+__all__ = ["BEGIN", "END", "Region", "exercise_regions", "stub_source", "write_student_copy",
+           "PROJECT_FILES"]
+
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN EXERCISE (?P<number>\d\d):(?P<grade_id>\w+)\s*$")
+END = re.compile(r"^[ \t]*# END EXERCISE\s*$")
+#: What the students' checkout needs beside ``t2ilib/`` and ``notebooks/`` to be installed.
+PROJECT_FILES = ("pyproject.toml", "Makefile", "environment.yml", "README.md",
+                 "nbgrader_config.py", "data_scripts")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One marked answer: lines ``start`` (the BEGIN line) to ``end`` (the END line), 0-based."""
+
+    number: str
+    grade_id: str
+    start: int
+    end: int
+    indent: str
+
+    def stub(self) -> str:
+        return (f'{self.indent}raise NotImplementedError("exercise {self.number}:{self.grade_id}: '
+                f'solve it in notebook {self.number}")')
+
+
+def exercise_regions(source: str) -> list[Region]:
+    """The marked regions of a module's source; ``ValueError`` for unbalanced markers."""
+    regions, open_at = [], None
+    for i, line in enumerate(source.split("\n")):
+        if "EXERCISE" not in line:
+            continue
+        begin = BEGIN.match(line)
+        if begin:
+            if open_at is not None:
+                raise ValueError(f"line {i + 1}: BEGIN EXERCISE inside another exercise")
+            open_at = (i, begin)
+        elif END.match(line):
+            if open_at is None:
+                raise ValueError(f"line {i + 1}: END EXERCISE without BEGIN")
+            start, m = open_at
+            regions.append(Region(m["number"], m["grade_id"], start, i, m["indent"]))
+            open_at = None
+        elif line.lstrip().startswith(("# BEGIN EXERCISE", "# END EXERCISE")):
+            raise ValueError(f"line {i + 1}: malformed exercise marker {line.strip()!r}")
+    if open_at is not None:
+        raise ValueError(f"line {open_at[0] + 1}: BEGIN EXERCISE without END")
+    return regions
+
+
+def stub_source(source: str) -> str:
+    """``source`` with every marked region (markers included) replaced by its stub."""
+    lines = source.split("\n")
+    for region in reversed(exercise_regions(source)):
+        lines[region.start:region.end + 1] = [region.stub()]
+    return "\n".join(lines)
+
+
+def write_student_copy(out: str | Path, root: str | Path | None = None) -> list[Region]:
+    """Write the students' library ``out/t2ilib`` and project files; returns the regions
+    stubbed. ``out/notebooks/reference_outputs`` is removed if present."""
+    root, out = Path(root or repo_root()), Path(out)
+    if out.resolve() == root.resolve():
+        raise ValueError("the students' copy must not overwrite the repository")
+    library = out / "t2ilib"
+    if library.exists():
+        shutil.rmtree(library)
+    stubbed: list[Region] = []
+    for path in sorted((root / "t2ilib").rglob("*")):
+        if "__pycache__" in path.parts or path.is_dir():
+            continue
+        target = library / path.relative_to(root / "t2ilib")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".py":
+            text = path.read_text(encoding="utf-8")
+            stubbed += exercise_regions(text)
+            target.write_text(stub_source(text), encoding="utf-8")
+        else:
+            shutil.copy2(path, target)
+    for name in PROJECT_FILES:
+        source, target = root / name, out / name
+        if source.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.is_file():
+            shutil.copy2(source, target)
+    stored = out / "notebooks" / "reference_outputs"
+    for path in sorted(stored.glob("*.pt")):  # those no code cell of a student version reads
+        notebook = path.parent.parent / f"{path.stem}.ipynb"
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"] if (
+            notebook.is_file()) else []
+        code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        if f"reference_outputs/{path.stem}.pt" not in code:
+            path.unlink()
+    return stubbed
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = Path(args[0]) if args else repo_root() / "student"
+    regions = write_student_copy(out)
+    print(f"{out / 't2ilib'}: {len(regions)} exercise bodies replaced by NotImplementedError")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
