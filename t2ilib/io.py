@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +24,34 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["MissingWeightsError", "atomic_write", "save_torch", "load_torch",
-           "remove_stale_temporaries"]
+__all__ = ["BriefError", "MissingWeightsError", "BadFileError", "REMAKE", "atomic_write", "save_torch", "load_torch",
+           "open_image", "remove_stale_temporaries"]
 
 
-class MissingWeightsError(FileNotFoundError):
+class BriefError(Exception):
+    """Mixin for errors whose message says everything: IPython and Jupyter show them as one
+    line (``Name: message``) instead of a 40-line traceback (IPython's ``_render_traceback_``
+    hook). Scripts still print the full traceback; the CLI prints ``t2ilib: error: ...``."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class MissingWeightsError(BriefError, FileNotFoundError):
     """Pretrained weights were asked for but no local file holds them (nothing is downloaded)."""
+
+
+class BadFileError(BriefError, ValueError):
+    """A file the course reads back cannot be used: empty, truncated, corrupt, of another kind.
+
+    The message names the file, says what is wrong and what to do (usually: remake it, with
+    the command that made it). ``path``, ``problem`` and ``remedy`` keep the three parts.
+    The CLI prints it as one ``t2ilib: error: ...`` line (exit 2).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, remedy: str = "") -> None:
+        self.path, self.problem, self.remedy = Path(path), problem, remedy
+        super().__init__(f"{path}: {problem}" + (f". {remedy}" if remedy else ""))
 
 
 @contextlib.contextmanager
@@ -70,16 +94,40 @@ def save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+#: What to do with a file the course wrote itself and cannot read back.
+REMAKE = ("Remake it: re-run the notebook or command that wrote it (retrain=True / --retrain), "
+          "or delete it")
+
+
 def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
-               mmap: bool = False) -> Any:
+               mmap: bool = False, remedy: str = REMAKE) -> Any:
     """``torch.load`` with ``weights_only=True`` (never unpickles code).
 
-    ``mmap=True`` memory-maps the tensors instead of reading them into RAM.
+    ``mmap=True`` memory-maps the tensors instead of reading them into RAM. A missing file
+    raises ``FileNotFoundError``; every other failure (an empty, truncated or corrupt file,
+    another kind of file, a file holding objects that are not plain data) raises
+    :class:`BadFileError` naming the file, what is wrong and ``remedy``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    if path.stat().st_size == 0:
+        raise BadFileError(path, "the file is empty (a write that never finished?)", remedy)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)", str(err))
+        if found:  # weights_only refused to import something: a pickled object, never run
+            problem = (f"it holds a pickled object ({found.group(1)}), not only tensors and "
+                       "plain data; such files are never unpickled")
+        else:
+            problem = ("not a readable PyTorch file: truncated, corrupt or of another kind "
+                       "(the unpickler stopped)")
+        raise BadFileError(path, problem, remedy) from None
+    except (EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise BadFileError(path, f"not a readable PyTorch file: truncated, corrupt or of "
+                           f"another kind ({type(err).__name__}: {first[:120]})", remedy) from None
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
@@ -93,3 +141,25 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     return removed
+
+
+def open_image(path: str | os.PathLike[str], remedy: str = "") -> Any:
+    """Read an image file completely as an RGB ``PIL.Image``.
+
+    Every way a file can fail to be an image (missing, empty, truncated, not an image, a
+    decompression bomb) raises :class:`BadFileError` naming the file, with ``remedy`` (what to
+    do) appended; a missing file raises ``FileNotFoundError``. Grayscale, palette and CMYK
+    files are converted to RGB.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later in a worker
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise BadFileError(path, f"not a readable image ({reason})", remedy) from None

@@ -345,3 +345,29 @@ def test_evaluate_damsm_equals_the_batch_losses_in_eval_mode():
     want = damsm_batch_losses(text.eval(), image.eval(), moved).total
     got = evaluate_damsm(text, image, [batch], device="cpu")["total"]
     assert got == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_ctrl_c_during_pretraining_saves_and_the_next_call_resumes(tmp_path):
+    """Ctrl-C (SIGINT) mid-epoch: the engine saves a checkpoint and returns; calling again
+    resumes from that step instead of starting over."""
+    import signal
+
+    calls = []
+
+    def interrupting_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C
+        return damsm_train.damsm_step(*args, **kwargs)
+
+    text, image = toy_encoders()
+    run = load_or_train_damsm(tmp_path / "damsm", text, image, ToyItems(32),
+                              DAMSMTrainConfig(epochs=1), batch_size=8, progress_bar=False,
+                              step_fn=interrupting_step)
+    assert run.interrupted and run.path.is_file()
+    assert read_checkpoint(run.path, "damsm")["counters"]["step"] == 2
+    text, image = toy_encoders(1)
+    again = load_or_train_damsm(tmp_path / "damsm", text, image, ToyItems(32),
+                                DAMSMTrainConfig(epochs=1), batch_size=8, progress_bar=False)
+    assert again.trained and not again.interrupted and len(calls) == 2
+    assert read_checkpoint(again.path, "damsm")["counters"]["step"] == 4  # resumed, not redone

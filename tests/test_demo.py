@@ -23,7 +23,9 @@ from t2ilib.apps.demo import (
     SISGANDemo,
     SSAGANDemo,
     build_demo,
+    caption_notes,
     check_caption,
+    cut_words,
     generate_with_masks,
     message_html,
     plain_text,
@@ -78,6 +80,21 @@ def test_check_caption_reads_as_the_model_does(model: DemoModel):
         result = check_caption(vocab, bad)
         assert not result.ok and why in result.error and result.ids == []
     assert not check_caption(vocab, None).ok  # type: ignore[arg-type]
+
+
+def test_the_words_a_long_caption_loses_are_named(model: DemoModel):
+    vocab = model.vocab
+    long = " ".join(["red"] * 17 + ["bird", "with", "blue", "wings"])
+    assert cut_words(vocab, long) == ["with", "blue", "wings"]  # 18 known words are kept
+    assert caption_notes(vocab, long) == ["only the first 18 known words are read; dropped: "
+                                          "with blue wings"]
+    assert caption_notes(vocab, "a red bird") == []
+    with pytest.raises(ValueError, match="none of the words"):
+        caption_notes(vocab, "qwerty zxcvb")
+    demo = SSAGANDemo(model)
+    demo.caption.value = long
+    demo.update()
+    assert "3 cut: with blue wings" in plain_text(demo.message.value)
 
 
 def test_check_caption_does_not_leak_the_vocabulary_warning(model: DemoModel):

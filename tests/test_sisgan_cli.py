@@ -54,7 +54,7 @@ def test_bad_input_gives_a_one_line_error(problem, checkpoint, tmp_path, capsys)
     ckpt, bird = checkpoint
     args = {"--checkpoint": str(ckpt), "--image": str(bird), "--caption": "a red bird",
             "--out": str(tmp_path / "o.png"), "--device": "cpu"}
-    expected = {"missing image": "no such image", "not an image": "is not an image file",
+    expected = {"missing image": "no such image", "not an image": "not a readable image",
                 "missing checkpoint": "no such file",
                 "not a checkpoint": "is not a SISGAN training checkpoint",
                 "unknown words": "none of the words", "no caption": "--caption"}[problem]

@@ -470,7 +470,7 @@ def test_images_from_files(tmp_path):
     assert x.shape == (2, 3, 16, 16)
     torch.testing.assert_close(x[0, :, 8, 8], torch.tensor([1.0, -1.0, -1.0]))
     assert (x[1] == -1).all()
-    with pytest.raises(ValueError, match="not an image"):
+    with pytest.raises(ValueError, match="text.png: not a readable image"):
         images_from_files([tmp_path / "text.png"], 16)
 
 

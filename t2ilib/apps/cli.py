@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -260,6 +261,17 @@ def _train_ssagan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_captions(vocab, captions: Sequence[str]) -> None:
+    """Say on stderr how each caption is read: unknown words ignored, words cut after 18
+    (named); a caption the model cannot read raises ``ValueError`` (exit 2). The
+    vocabulary's own unknown-word warning is then silenced (``main`` does it)."""
+    from t2ilib.apps.demo import caption_notes
+
+    for i, caption in enumerate(captions, 1):
+        for note in caption_notes(vocab, caption):
+            print(f"t2ilib: warning: caption {i}: {note}", file=sys.stderr)
+
+
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
@@ -267,6 +279,7 @@ def _sample(args: argparse.Namespace) -> int:
     from t2ilib.viz import save_grid
 
     g, text_encoder, vocab, _ = load_generator(args.checkpoint, args.device, not args.no_ema)
+    _warn_captions(vocab, args.caption)
     captions = [c for c in args.caption for _ in range(args.n)]
     z = torch.randn(len(captions), g.config.nz,
                     generator=torch.Generator().manual_seed(args.seed))
@@ -319,6 +332,7 @@ def _manipulate(args: argparse.Namespace) -> int:
     if not args.image.is_file():
         raise FileNotFoundError(f"no such image: {args.image}")
     g, text_encoder, vocab, _ = load_sisgan(args.checkpoint, args.device)
+    _warn_captions(vocab, [args.caption])
     source = images_from_files([args.image], g.config.image_size)  # (1, 3, S, S)
     edited = manipulate(g, text_encoder, vocab, source, [args.caption], seed=args.seed)
     images = torch.cat([source, edited]) if args.side_by_side else edited
@@ -331,17 +345,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 with a one-line error on failure)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from t2ilib.engine.checkpoint import CheckpointMismatch
-
     try:
-        if args.command == "train":
-            return _train_ssagan(args)
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "manipulate":
-            return _manipulate(args)
-        return _sample(args)
-    except (ValueError, FileNotFoundError, CheckpointMismatch) as err:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "dropping words not in the vocabulary", UserWarning)
+            if args.command == "train":
+                return _train_ssagan(args)
+            if args.command == "evaluate":
+                return _evaluate(args)
+            if args.command == "manipulate":
+                return _manipulate(args)
+            return _sample(args)
+    except (ValueError, OSError) as err:  # BadFileError, CheckpointMismatch are ValueErrors
         message = " ".join(str(err).split())  # one line
         parser.exit(2, f"{parser.prog}: error: {message}\n")
     return 2

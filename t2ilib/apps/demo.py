@@ -41,7 +41,8 @@ from t2ilib.data.cub import WORDS_NUM
 from t2ilib.text.vocab import Vocabulary, tokenize
 from t2ilib.viz import make_grid, mask_overlay
 
-__all__ = ["DEFAULT_CAPTION", "CaptionCheck", "check_caption", "SSAGANResult",
+__all__ = ["DEFAULT_CAPTION", "CaptionCheck", "check_caption", "cut_words", "caption_notes",
+           "SSAGANResult",
            "generate_with_masks", "render_rows", "message_html", "plain_text", "SSAGANDemo",
            "SISGANDemo", "DemoApp", "build_demo"]
 
@@ -87,6 +88,34 @@ def check_caption(vocab: Vocabulary, caption: str, words_num: int = WORDS_NUM) -
         except ValueError as err:
             return CaptionCheck([], unknown, 0, str(err))
     return CaptionCheck(ids[:words_num], unknown, max(0, len(ids) - words_num), None)
+
+
+def cut_words(vocab: Vocabulary, caption: str, words_num: int = WORDS_NUM) -> list[str]:
+    """The known words of ``caption`` after the first ``words_num``: what the model never
+    reads (the CLI and the demo name them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            ids = vocab.encode(caption)
+        except ValueError:
+            return []
+    return [vocab.idx2word[i] for i in ids[words_num:]]
+
+
+def caption_notes(vocab: Vocabulary, caption: str, words_num: int = WORDS_NUM) -> list[str]:
+    """Plain-text warnings about how ``caption`` is read (unknown words, words cut); raises
+    ``ValueError`` for a caption the model cannot read at all."""
+    check = check_caption(vocab, caption, words_num)
+    if not check.ok:
+        raise ValueError(f"caption {caption!r}: {check.error}")
+    notes = []
+    if check.unknown:
+        notes.append(f"unknown word(s) ignored: {', '.join(check.unknown)} (not among the "
+                     f"model's {len(vocab)} words)")
+    if check.truncated:
+        notes.append(f"only the first {len(check.ids)} known words are read; dropped: "
+                     f"{' '.join(cut_words(vocab, caption, words_num))}")
+    return notes
 
 
 # ------------------------------------------------------------------------- generating
@@ -196,9 +225,9 @@ def plain_text(markup: str) -> str:
     return html.unescape(lines).strip()
 
 
-def _caption_messages(check: CaptionCheck, vocab: Vocabulary, picture: int = 0
-                      ) -> tuple[str, str]:
-    """``(kind, html)`` describing how a caption was read; ``picture`` numbers the picture
+def _caption_messages(check: CaptionCheck, vocab: Vocabulary, picture: int = 0,
+                      caption: str = "") -> tuple[str, str]:
+    """``(kind, html)`` describing how ``caption`` was read; ``picture`` numbers the picture
     drawn for it (shown, so that a user, or a browser test, sees every redraw)."""
     if not check.ok:
         hint = [w for w in ("red", "blue", "yellow", "wings", "belly", "bird") if w in vocab]
@@ -214,7 +243,8 @@ def _caption_messages(check: CaptionCheck, vocab: Vocabulary, picture: int = 0
     if check.truncated:
         notes.append(message_html(
             "warning", f"Only the first {len(check.ids)} known words are used "
-                       f"({check.truncated} cut)."))
+                       f"({check.truncated} cut: <b>"
+                       f"{html.escape(' '.join(cut_words(vocab, caption)))}</b>)."))
     read = html.escape(vocab.decode(check.ids))
     stamp = f' <span class="t2i-stamp" style="color:#777">(picture {picture})</span>'
     notes.append(message_html("ok", f"The model reads: <i>{read}</i>"
@@ -287,7 +317,8 @@ class SSAGANDemo:
         else:
             self.image.layout.display = "none"
         self.status, self.message.value = _caption_messages(
-            result.check, self.model.vocab, self.renders if result.check.ok else 0)
+            result.check, self.model.vocab, self.renders if result.check.ok else 0,
+            self.caption.value)
         return result
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -342,7 +373,8 @@ class SISGANDemo:
                                      f"{html.escape(m.source_captions[i])}</i></small>")
         check = check_caption(m.vocab, self.caption.value)
         if not check.ok:
-            self.status, self.message.value = _caption_messages(check, m.vocab)
+            self.status, self.message.value = _caption_messages(check, m.vocab, 0,
+                                                                self.caption.value)
             self.image.layout.display = "none"
             return None
         try:
@@ -365,7 +397,8 @@ class SISGANDemo:
                                        ["source | result"], self.cell, label_width=110)
         self.image.layout.display = ""
         self.renders += 1
-        self.status, self.message.value = _caption_messages(check, m.vocab, self.renders)
+        self.status, self.message.value = _caption_messages(check, m.vocab, self.renders,
+                                                            self.caption.value)
         return result
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -61,7 +61,7 @@ from torch import Tensor
 from t2ilib.data.augment import center_crop
 from t2ilib.data.cache import CachedCUBDataset
 from t2ilib.data.toybirds import ATTRIBUTES, CAPTIONED, load_groundtruth
-from t2ilib.engine.checkpoint import CheckpointMismatch
+from t2ilib.engine.checkpoint import CheckpointMismatch, load_weights
 from t2ilib.metrics import toy_oracle as oracle_lib
 from t2ilib.metrics.fid import as_uint8
 from t2ilib.metrics.rprecision import encode_captions, encode_images, r_precision
@@ -297,7 +297,8 @@ class ToyScorer:
         }
 
 
-def _rprec_encoders(payload: dict[str, Any], text_encoder: nn.Module,
+def _rprec_encoders(payload: dict[str, Any], checkpoint: str | os.PathLike[str],
+                    text_encoder: nn.Module,
                     damsm: str | os.PathLike[str] | None, vocab_size: int,
                     device: torch.device) -> tuple[nn.Module, nn.Module, str]:
     """The DAMSM that judges R-precision: a held-out one (``damsm``) or the checkpoint's."""
@@ -314,8 +315,8 @@ def _rprec_encoders(payload: dict[str, Any], text_encoder: nn.Module,
     spec = payload["meta"].get("image_encoder_spec")
     if spec is None or "image_encoder" not in payload["state"]:
         raise CheckpointMismatch("the checkpoint holds no DAMSM image encoder; pass a DAMSM")
-    ie = build_image_encoder(spec)
-    ie.load_state_dict(payload["state"]["image_encoder"])
+    ie = build_image_encoder(spec, checkpoint)
+    load_weights(ie, payload["state"]["image_encoder"], checkpoint, "image encoder")
     return text_encoder, ie.to(device).eval(), "training encoder (optimistic: G was trained " \
                                                 "against it)"
 
@@ -376,8 +377,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
                                 splits=config.is_splits, seed=config.seed, device=device)
     codes: list[Tensor] = []
     if "rprec" in metrics:
-        rp_text, rp_image, judge = _rprec_encoders(payload, text_encoder, damsm, len(test.vocab),
-                                                   device)
+        rp_text, rp_image, judge = _rprec_encoders(payload, checkpoint, text_encoder, damsm,
+                                                   len(test.vocab), device)
     toy = None
     if "toy" in metrics:
         if oracle is not None:

@@ -31,7 +31,10 @@ from t2ilib.damsm.image_encoder import (
 )
 from t2ilib.engine.checkpoint import (
     CHECKPOINT_NAME,
+    CheckpointMismatch,
     checkpoint_file,
+    config_from,
+    load_weights,
     read_checkpoint,
     run_folder,
     write_checkpoint,
@@ -64,14 +67,16 @@ def image_encoder_spec(image_encoder: nn.Module) -> dict[str, Any]:
     )
 
 
-def build_image_encoder(spec: dict[str, Any]) -> nn.Module:
-    """An image encoder from :func:`image_encoder_spec`'s dict (random weights; no download)."""
-    if spec.get("kind") not in _IMAGE_ENCODERS:
-        raise ValueError(
-            f"unknown image encoder kind {spec.get('kind')!r}; known: {list(_IMAGE_ENCODERS)}"
-        )
+def build_image_encoder(spec: dict[str, Any], path: str | os.PathLike[str] = "the checkpoint"
+                        ) -> nn.Module:
+    """An image encoder from :func:`image_encoder_spec`'s dict (random weights; no download).
+    A spec that does not fit raises :class:`CheckpointMismatch` naming ``path``."""
+    if not isinstance(spec, dict) or spec.get("kind") not in _IMAGE_ENCODERS:
+        kind = spec.get("kind") if isinstance(spec, dict) else spec
+        raise CheckpointMismatch(f"{path}: unknown image encoder kind {kind!r}; known: "
+                                 f"{list(_IMAGE_ENCODERS)}")
     cls, config_cls = _IMAGE_ENCODERS[spec["kind"]]
-    config = config_cls(**spec["config"])
+    config = config_from(config_cls, spec.get("config"), path, "image encoder config")
     return cls(config, pretrained=False) if cls is InceptionEncoder else cls(config)
 
 
@@ -112,12 +117,14 @@ def load_damsm(
     "history"}``. A file of another format (older t2ilib versions wrote ``t2ilib.damsm.v1``)
     or kind raises :class:`~t2ilib.engine.checkpoint.CheckpointMismatch` saying how to remake it.
     """
-    payload = read_checkpoint(checkpoint_file(path), KIND)
+    file = checkpoint_file(path)
+    payload = read_checkpoint(file, KIND)
     meta, state = payload["meta"], payload["state"]
-    text_encoder = TextEncoder(TextEncoderConfig(**meta["text_config"]))
-    image_encoder = build_image_encoder(meta["image_spec"])
-    text_encoder.load_state_dict(state["text_encoder"])
-    image_encoder.load_state_dict(state["image_encoder"])
+    text_encoder = TextEncoder(config_from(TextEncoderConfig, meta.get("text_config"), file,
+                                           "text encoder config"))
+    image_encoder = build_image_encoder(meta.get("image_spec"), file)
+    load_weights(text_encoder, state.get("text_encoder"), file, "text encoder")
+    load_weights(image_encoder, state.get("image_encoder"), file, "image encoder")
     info = {"fingerprint": payload["fingerprint"], "history": meta.get("history", [])}
     return text_encoder.to(device).eval(), image_encoder.to(device).eval(), info
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from t2ilib.io import atomic_write
+from t2ilib.io import BriefError, atomic_write
 from t2ilib.runtime import progress
 
 __all__ = [
@@ -199,7 +199,7 @@ class Digests:
 
 
 
-class DownloadError(RuntimeError):
+class DownloadError(BriefError, RuntimeError):
     """A file could not be obtained; the message says how to fetch it by hand.
 
     ``resource`` is the table entry concerned (``None`` when unknown).

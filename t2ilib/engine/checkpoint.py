@@ -36,11 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2ilib.io import load_torch, save_torch
+from t2ilib.io import REMAKE, BadFileError, BriefError, load_torch, save_torch
+from t2ilib.text.vocab import Vocabulary
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "capture_rng_state",
            "restore_rng_state", "write_checkpoint", "read_checkpoint", "run_folder",
            "checkpoint_file", "checkpoint_id", "run_fingerprint", "check_compatible",
+           "config_from", "load_weights", "stored_vocabulary",
            "StopFlag", "stop_on_signals"]
 
 #: The one checkpoint format of the course (v1: the trainers' files before the engine).
@@ -49,7 +51,7 @@ FORMAT = "t2ilib.checkpoint.v2"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(BriefError, ValueError):
     """The checkpoint was made by a run with another configuration or vocabulary."""
 
 
@@ -143,8 +145,88 @@ def read_checkpoint(path: str | os.PathLike[str], kind: str | tuple[str, ...],
             "retrain=True / --retrain), or delete it.")
     if payload.get("kind") not in kinds:
         raise CheckpointMismatch(f"{path} is a {payload.get('kind')!r} checkpoint, not "
-                                 f"{' or '.join(repr(k) for k in kinds)}")
+                                 f"{' or '.join(repr(k) for k in kinds)}: pass a checkpoint "
+                                 "of the model this command uses")
+    for section in ("state", "counters", "fingerprint", "meta"):
+        if not isinstance(payload.get(section), dict):
+            raise BadFileError(path, f"its {section!r} section is missing or not a dict", REMAKE)
     return payload
+
+
+def config_from(cls: type, values: Any, path: str | os.PathLike[str], what: str) -> Any:
+    """``cls(**values)`` for a config dataclass stored in a checkpoint, checked first.
+
+    Unknown fields, missing required fields and values the config refuses raise
+    :class:`CheckpointMismatch` naming them (not a ``TypeError`` from deep inside).
+    """
+    if not isinstance(values, Mapping):
+        raise CheckpointMismatch(f"{path}: the stored {what} is not a dict of fields")
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    known = {f.name for f in fields}
+    required = {f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    problems = [f"unknown field(s) {sorted(set(values) - known)}"] if set(values) - known else []
+    if required - set(values):
+        problems.append(f"missing field(s) {sorted(required - set(values))}")
+    if not problems:
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            problems.append(" ".join(str(err).split()))
+    raise CheckpointMismatch(f"{path}: the stored {what} ({cls.__name__}) does not fit this "
+                             f"t2ilib: {'; '.join(problems)}. {REMAKE}")
+
+
+def load_weights(module: torch.nn.Module, state: Any, path: str | os.PathLike[str],
+                 what: str) -> None:
+    """``module.load_state_dict(state)`` after checking every name and shape.
+
+    A file whose weights disagree with its stored configuration (damaged, edited, or paired
+    with another config) raises :class:`CheckpointMismatch` naming the first differences,
+    instead of PyTorch's page-long size-mismatch error.
+    """
+    own = module.state_dict()
+    if not isinstance(state, Mapping):
+        raise CheckpointMismatch(f"{path}: the stored {what} weights are not a state dict")
+    problems = [f"{k} is missing" for k in own if k not in state]
+    problems += [f"{k} is not expected" for k in state if k not in own]
+    problems += [f"{k} has shape {tuple(getattr(state[k], 'shape', ()))} in the file, "
+                 f"{tuple(v.shape)} in the model" for k, v in own.items()
+                 if k in state and (not torch.is_tensor(state[k]) or state[k].shape != v.shape)]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointMismatch(f"{path}: the {what} weights do not fit the stored "
+                                 f"configuration: {'; '.join(problems[:3])}{more}. {REMAKE}")
+    module.load_state_dict(state)
+
+
+def stored_vocabulary(payload: Mapping[str, Any], path: str | os.PathLike[str],
+                      vocab_size: int) -> Vocabulary:
+    """The vocabulary a checkpoint stores (``meta["vocab_words"]``), checked before use.
+
+    Its length must be the text encoder's ``vocab_size`` and its fingerprint the one the run
+    trained with (``fingerprint["vocab"]``): a word list cut short or reordered would
+    silently draw the wrong words. Raises :class:`CheckpointMismatch` otherwise.
+    """
+    words = payload["meta"].get("vocab_words")
+    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+        raise CheckpointMismatch(f"{path}: no stored vocabulary (meta['vocab_words']). {REMAKE}")
+    try:
+        vocab = Vocabulary.from_words(words)
+    except ValueError as err:
+        raise CheckpointMismatch(f"{path}: the stored vocabulary is invalid ({err}). "
+                                 f"{REMAKE}") from None
+    if len(vocab) != vocab_size:
+        raise CheckpointMismatch(f"{path}: the stored vocabulary has {len(vocab)} words, the "
+                                 f"text encoder {vocab_size}: the word list was cut or "
+                                 f"extended. {REMAKE}")
+    expected = payload["fingerprint"].get("vocab")
+    if expected is not None and vocab.fingerprint() != expected:
+        raise CheckpointMismatch(f"{path}: the stored vocabulary is not the one the model was "
+                                 f"trained with (fingerprint {vocab.fingerprint()[:12]}, "
+                                 f"trained {str(expected)[:12]}): the word list was edited or "
+                                 f"reordered. {REMAKE}")
+    return vocab
 
 
 def checkpoint_id(path: str | os.PathLike[str]) -> str:

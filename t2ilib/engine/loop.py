@@ -46,6 +46,7 @@ from t2ilib.engine.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointMismatch,
     check_compatible,
+    load_weights,
     read_checkpoint,
     restore_rng_state,
     stop_on_signals,
@@ -316,7 +317,14 @@ class Engine:
         if missing:
             raise CheckpointMismatch(f"{path} holds no state for {missing}")
         for name, obj in state.items():
-            obj.load_state_dict(payload["state"][name])
+            if isinstance(obj, torch.nn.Module):
+                load_weights(obj, payload["state"][name], path, name)
+                continue
+            try:  # an optimiser or scheduler: PyTorch checks its groups and sizes
+                obj.load_state_dict(payload["state"][name])
+            except (ValueError, KeyError, RuntimeError, TypeError) as err:
+                raise CheckpointMismatch(f"{path}: the {name} state does not fit this run "
+                                         f"({' '.join(str(err).split())[:200]})") from None
         restore_rng_state(payload["rng"])
         counters = payload["counters"]
         self.step, self.epoch = int(counters["step"]), int(counters["epoch"])

@@ -39,7 +39,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from t2ilib.data.toybirds import ATTRIBUTES, load_groundtruth
-from t2ilib.engine.checkpoint import checkpoint_file, read_checkpoint, write_checkpoint
+from t2ilib.engine.checkpoint import (
+    checkpoint_file,
+    config_from,
+    load_weights,
+    read_checkpoint,
+    write_checkpoint,
+)
 from t2ilib.runtime import progress
 
 __all__ = [
@@ -344,14 +350,17 @@ def load_oracle(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     (:func:`~t2ilib.metrics.toy_oracle_train.load_or_train_oracle`). Returns ``(oracle, report,
     fingerprint)``. Raises :class:`~t2ilib.engine.checkpoint.CheckpointMismatch` for a file of
     another format (e.g. ``t2ilib.toy_oracle.v1``: train it again) or kind."""
-    payload = read_checkpoint(checkpoint_file(path), KIND)
+    file = checkpoint_file(path)
+    payload = read_checkpoint(file, KIND)
     meta = payload["meta"]
     if meta.get("report") is None:
         raise ValueError(f"{path} holds an unfinished oracle training run (no test report): "
                          "finish it with load_or_train_oracle")
-    config = meta["config"]
-    oracle = ToyOracle(OracleConfig(widths=tuple(config["widths"]), groups=config["groups"]))
-    oracle.load_state_dict(payload["state"]["oracle"])
-    return oracle.to(device).eval(), OracleReport(**meta["report"]), payload["fingerprint"]
+    config = dict(meta.get("config") or {})
+    config["widths"] = tuple(config.get("widths") or ())
+    oracle = ToyOracle(config_from(OracleConfig, config, file, "oracle config"))
+    load_weights(oracle, payload["state"].get("oracle"), file, "oracle")
+    report = config_from(OracleReport, meta["report"], file, "oracle test report")
+    return oracle.to(device).eval(), report, payload["fingerprint"]
 
 

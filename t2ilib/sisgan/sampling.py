@@ -16,7 +16,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from t2ilib.engine.checkpoint import CheckpointMismatch, read_checkpoint
+from t2ilib.engine.checkpoint import (
+    CheckpointMismatch,
+    config_from,
+    load_weights,
+    read_checkpoint,
+    stored_vocabulary,
+)
+from t2ilib.io import open_image
 from t2ilib.runtime import pick_device
 from t2ilib.sisgan.model import Generator, SISGANConfig
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
@@ -81,32 +88,31 @@ def load_sisgan(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     except CheckpointMismatch as err:
         raise CheckpointMismatch(f"{path} is not a SISGAN training checkpoint: {err}") from err
     meta, state = payload["meta"], payload["state"]
-    model_config = dict(meta["model_config"])
-    g = Generator(SISGANConfig(**model_config), pretrained=False)
-    g.load_state_dict(state["G"])
-    te = TextEncoder(TextEncoderConfig(**meta["text_encoder_config"]))
-    te.load_state_dict(state["text_encoder"])
+    model_config = dict(meta.get("model_config") or {})
+    g = Generator(config_from(SISGANConfig, model_config, path, "model config"), pretrained=False)
+    load_weights(g, state.get("G"), path, "G")
+    te = TextEncoder(config_from(TextEncoderConfig, meta.get("text_encoder_config"), path,
+                                 "text encoder config"))
+    load_weights(te, state.get("text_encoder"), path, "text encoder")
+    vocab = stored_vocabulary(payload, path, te.config.vocab_size)
     log_file = Path(path).parent / "losses.csv"
     info = {"model_config": model_config, "train_config": meta["train_config"],
             "data": meta["data"], "epoch": int(payload["counters"]["epoch"]),
             "step": int(payload["counters"]["step"]),
             "log": read_loss_csv(log_file) if log_file.is_file() else {}, "path": str(path)}
     return (g.to(device).eval(), te.to(device).eval().requires_grad_(False),
-            Vocabulary.from_words(meta["vocab_words"]), info)
+            vocab, info)
 
 
 def images_from_files(paths: Sequence[str | os.PathLike[str]], size: int) -> Tensor:
     """Read image files as a batch ``(B, 3, size, size)`` in [-1, 1]: RGB, centre square
-    crop, bilinear resize. Raises ``ValueError`` naming a file that is not an image."""
-    from PIL import Image, UnidentifiedImageError
+    crop, bilinear resize. A file that is not a whole image raises
+    :class:`~t2ilib.io.BadFileError` (a ``ValueError``) naming it."""
+    from PIL import Image
 
     out = []
     for p in paths:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-        except UnidentifiedImageError as err:
-            raise ValueError(f"{p} is not an image file PIL can read") from err
+        im = open_image(p, "Give a JPEG or PNG image file")
         w, h = im.size
         side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2

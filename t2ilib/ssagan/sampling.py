@@ -9,7 +9,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from t2ilib.engine.checkpoint import read_checkpoint
+from t2ilib.engine.checkpoint import (
+    checkpoint_file,
+    config_from,
+    load_weights,
+    read_checkpoint,
+    stored_vocabulary,
+)
 from t2ilib.runtime import pick_device
 from t2ilib.ssagan.model import Generator, SSAGANConfig
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
@@ -43,14 +49,17 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
     checkpoint. Returns ``(G, text_encoder, vocabulary, payload)``, in eval mode on ``device``.
     """
     device = pick_device(str(device))
+    path = checkpoint_file(path)
     payload = read_checkpoint(path, "ssagan")
     meta, state = payload["meta"], payload["state"]
-    g = Generator(SSAGANConfig(**meta["model_config"]))
-    g.load_state_dict(state["G_ema"] if use_ema and "G_ema" in state else state["G"])
-    te = TextEncoder(TextEncoderConfig(**meta["text_encoder_config"]))
-    te.load_state_dict(state["text_encoder"])
-    return (g.to(device).eval(), te.to(device).eval(), Vocabulary.from_words(meta["vocab_words"]),
-            payload)
+    g = Generator(config_from(SSAGANConfig, meta.get("model_config"), path, "model config"))
+    name = "G_ema" if use_ema and "G_ema" in state else "G"
+    load_weights(g, state.get(name), path, name)
+    te = TextEncoder(config_from(TextEncoderConfig, meta.get("text_encoder_config"), path,
+                                 "text encoder config"))
+    load_weights(te, state.get("text_encoder"), path, "text encoder")
+    vocab = stored_vocabulary(payload, path, te.config.vocab_size)
+    return g.to(device).eval(), te.to(device).eval(), vocab, payload
 
 
 def generate(g: Generator, text_encoder: TextEncoder, vocab: Vocabulary, captions: Sequence[str],

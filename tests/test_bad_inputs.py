@@ -1,0 +1,215 @@
+"""Bad checkpoints through every CLI command that reads one: one ``t2ilib: error:`` line that
+names the file, exit status 2, never a traceback, never a silent wrong answer.
+
+The files are made here from two tiny real runs (an SSA-GAN trained by the CLI for one step,
+with its DAMSM, and a one-step SISGAN), then damaged the ways a careless or hostile user
+would: empty, random bytes, cut short, a pickled object, another model's checkpoint, weights
+that disagree with their config, an unknown config field, a vocabulary cut short or reordered.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from t2ilib.apps.cli import main
+from t2ilib.data.toybirds import write_toybirds
+from t2ilib.data.trainset import load_native_split
+from t2ilib.io import load_torch, save_torch
+from t2ilib.sisgan.model import SISGANConfig
+from t2ilib.sisgan.recipes import SISGANTrainConfig
+from t2ilib.sisgan.train import sisgan_engine
+from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+
+from .helpers import assert_one_line_error
+
+
+class Payload:
+    """A class a hostile checkpoint pickles (``weights_only`` must refuse to build it)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """``{"toy", "ssagan", "damsm", "sisgan", "bird"}``: data, two real checkpoints, an image."""
+    tmp = tmp_path_factory.mktemp("bad_inputs")
+    toy32 = write_toybirds(tmp / "toy32", n_train=8, n_test=4, size=32, seed=2)
+    assert main(["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(toy32),
+                 "--run-dir", str(tmp / "ssagan"), "--resolution", "32", "--ngf", "4",
+                 "--batch-size", "4", "--epochs", "1", "--max-steps-per-epoch", "1",
+                 "--damsm-epochs", "1", "--device", "cpu"]) == 0
+    toy64 = write_toybirds(tmp / "toy64", n_train=8, n_test=2, size=64, seed=4)
+    data = load_native_split(toy64, "train")
+    torch.manual_seed(0)
+    te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=8, hidden_dim=8))
+    model = SISGANConfig(sentence_dim=8, condition_dim=4, ngf=2, ndf=2, n_residual=1,
+                         d_text_dim=4)
+    config = SISGANTrainConfig(epochs=1, batch_size=4, max_steps_per_epoch=1)
+    engine = sisgan_engine(config, te, data, model_config=model, device="cpu",
+                           run_dir=tmp / "sisgan")
+    engine.fit(config.epochs, progress_bar=False)
+    Image.fromarray(data.images[0].permute(1, 2, 0).numpy()).save(tmp / "bird.png")
+    return {"toy": toy32, "ssagan": tmp / "ssagan" / "checkpoint.pt",
+            "damsm": tmp / "ssagan" / "damsm" / "checkpoint.pt",
+            "sisgan": engine.checkpoint_path, "bird": tmp / "bird.png"}
+
+
+def _edited(source, path, edit):
+    """A copy of the checkpoint ``source`` at ``path`` with ``edit(payload)`` applied."""
+    payload = load_torch(source)
+    edit(payload)
+    save_torch(payload, path)
+    return path
+
+
+def _bad_file(kind: str, runs, tmp_path):
+    """``(path, words the error must contain)`` for one kind of bad checkpoint."""
+    path = tmp_path / f"{kind}.pt"
+    good = runs["ssagan"].read_bytes()
+    if kind == "empty":
+        path.write_bytes(b"")
+        return path, "the file is empty"
+    if kind == "random bytes":
+        path.write_bytes(random.Random(0).randbytes(4096))
+        return path, "not a readable PyTorch file"
+    if kind == "cut short":
+        path.write_bytes(good[: len(good) // 2])
+        return path, "not a readable PyTorch file: truncated"
+    if kind == "text":
+        path.write_text("model: ssagan\n")
+        return path, "not a readable PyTorch file"
+    if kind == "pickled object":
+        torch.save({"format": "t2ilib.checkpoint.v2", "kind": "ssagan", "x": Payload()}, path)
+        return path, "pickled object (posix.system)" if os.name == "posix" else "pickled object"
+    if kind == "plain dict":
+        torch.save({"G": torch.zeros(1)}, path)
+        return path, "no t2ilib checkpoint format"
+    if kind == "SISGAN given":
+        shutil.copy(runs["sisgan"], path)
+        return path, "is a 'sisgan' checkpoint, not 'ssagan'"
+    if kind == "weights of another size":
+        def edit(p):
+            p["meta"]["model_config"]["ngf"] = 8
+        return _edited(runs["ssagan"], path, edit), "weights do not fit the stored configuration"
+    if kind == "unknown config field":
+        def edit(p):
+            p["meta"]["model_config"]["wings"] = 2
+        return _edited(runs["ssagan"], path, edit), "unknown field(s) ['wings']"
+    if kind == "no state":
+        def edit(p):
+            del p["state"]
+        return _edited(runs["ssagan"], path, edit), "'state' section is missing"
+    if kind == "vocabulary cut short":
+        def edit(p):
+            p["meta"]["vocab_words"] = p["meta"]["vocab_words"][:-3]
+        return _edited(runs["ssagan"], path, edit), "the word list was cut or extended"
+    if kind == "vocabulary reordered":
+        def edit(p):
+            words = p["meta"]["vocab_words"]
+            words[3], words[4] = words[4], words[3]
+        return _edited(runs["ssagan"], path, edit), "not the one the model was trained with"
+    raise AssertionError(kind)
+
+
+KINDS = ["empty", "random bytes", "cut short", "text", "pickled object", "plain dict",
+         "SISGAN given", "weights of another size", "unknown config field", "no state",
+         "vocabulary cut short", "vocabulary reordered"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sample_refuses_a_bad_checkpoint_in_one_line(kind, runs, tmp_path, capsys):
+    path, expected = _bad_file(kind, runs, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--checkpoint", str(path), "--caption", "a red bird", "--out",
+              str(tmp_path / "grid.png"), "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, expected)
+    assert not (tmp_path / "grid.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["cut short", "SISGAN given", "vocabulary reordered"])
+def test_evaluate_refuses_a_bad_checkpoint_in_one_line(kind, runs, tmp_path, capsys):
+    path, expected = _bad_file(kind, runs, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--checkpoint", str(path), "--data-dir", str(runs["toy"]),
+              "--metrics", "rprec", "--n-samples", "4", "--out", str(tmp_path / "r.json"),
+              "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, expected)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_manipulate_refuses_an_ssagan_checkpoint(runs, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["manipulate", "--checkpoint", str(runs["ssagan"]), "--image", str(runs["bird"]),
+              "--caption", "a red bird", "--out", str(tmp_path / "e.png"), "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, "is a 'ssagan' checkpoint, not 'sisgan'")
+
+
+def test_manipulate_refuses_a_cut_image_naming_it(runs, tmp_path, capsys):
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(runs["bird"].read_bytes()[:200])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["manipulate", "--checkpoint", str(runs["sisgan"]), "--image", str(cut),
+              "--caption", "a red bird", "--out", str(tmp_path / "e.png"), "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, f"{cut}: not a readable image")
+
+
+def _train(runs, run_dir, *extra):
+    return main(["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(runs["toy"]),
+                 "--run-dir", str(run_dir), "--resolution", "32", "--ngf", "4",
+                 "--batch-size", "4", "--epochs", "2", "--max-steps-per-epoch", "1",
+                 "--device", "cpu", *extra])
+
+
+def test_train_refuses_a_cut_damsm_naming_it(runs, tmp_path, capsys):
+    cut = tmp_path / "damsm.pt"
+    cut.write_bytes(runs["damsm"].read_bytes()[:1000])
+    with pytest.raises(SystemExit) as exit_info:
+        _train(runs, tmp_path / "run", "--damsm", str(cut))
+    assert_one_line_error(exit_info, capsys, f"{cut}: not a readable PyTorch file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_a_cut_run_checkpoint_says_how_to_start_again(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(runs["ssagan"].read_bytes()[:5000])
+    with pytest.raises(SystemExit) as exit_info:
+        _train(runs, run, "--damsm", str(runs["damsm"]))
+    assert_one_line_error(exit_info, capsys, f"{run / 'checkpoint.pt'}: not a readable")
+
+
+def test_sample_names_the_words_a_long_caption_loses(runs, tmp_path, capsys):
+    words = "this bird has a red body and blue wings and a short yellow beak with a small " \
+            "round head and black crown"
+    assert main(["sample", "--checkpoint", str(runs["ssagan"]), "--caption", words, "-n", "1",
+                 "--out", str(tmp_path / "g.png"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["t2ilib: warning: caption 1: unknown word(s) ignored: round (not among "
+                   "the model's 63 words)",
+                   "t2ilib: warning: caption 1: only the first 18 known words are read; "
+                   "dropped: and black crown"]  # 'round' unknown: 'head' is the 18th known
+
+
+def test_a_notebook_shows_a_bad_file_in_one_line_not_a_traceback(tmp_path):
+    """In Jupyter the course's file errors render as ``Name: message`` (IPython's
+    ``_render_traceback_``), so a student sees what to do, not 40 lines of stack."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    empty = tmp_path / "checkpoint.pt"
+    empty.write_bytes(b"")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"from t2ilib.ssagan.sampling import load_generator\nload_generator({str(empty)!r})")])
+    NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=120).execute()
+    error = nb.cells[0].outputs[-1]
+    assert error.output_type == "error" and error.ename == "BadFileError"
+    assert error.traceback == [f"BadFileError: {empty}: the file is empty (a write that never "
+                               "finished?). Remake it: re-run the notebook or command that "
+                               "wrote it (retrain=True / --retrain), or delete it"]
