@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from t2ilib.data.archives import UnsafeArchiveError, extract
+from t2ilib.data.archives import ArchiveError, extract
 from t2ilib.data.download import add_download_arguments, explain_failure, fetch
 from t2ilib.data.resources import RESOURCES, DownloadError, Resource
 
@@ -51,7 +51,7 @@ def download_flowers(root: str | os.PathLike[str], *, mirror: str | None = None,
     """Fetch, verify and extract Oxford-102 and its captions; return the ``text_c10`` folder.
 
     ``resources`` is the download table (tests pass one describing their own archives).
-    Raises ``DownloadError`` / ``ChecksumError`` / ``UnsafeArchiveError`` with instructions,
+    Raises ``DownloadError`` / ``ChecksumError`` / ``ArchiveError`` with instructions,
     and ``FileNotFoundError`` when the archives do not produce the expected layout.
     """
     flowers = Path(root) / "flowers"
@@ -85,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DownloadError as err:
         print(explain_failure(err, files_needed(args.root)), file=sys.stderr)
         return 1
-    except (UnsafeArchiveError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ArchiveError, ValueError, OSError) as err:  # ArchiveError: a damaged or unsafe archive
+        print(f"download_flowers.py: error: {err}", file=sys.stderr)
         return 1
     return 0
 

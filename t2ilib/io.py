@@ -14,6 +14,7 @@ arbitrary objects would let a downloaded file run code.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import re
@@ -25,7 +26,7 @@ from typing import IO, Any
 import torch
 
 __all__ = ["BriefError", "MissingWeightsError", "BadFileError", "REMAKE", "atomic_write", "save_torch", "load_torch",
-           "open_image", "remove_stale_temporaries"]
+           "open_image", "read_json", "remove_stale_temporaries"]
 
 
 class BriefError(Exception):
@@ -163,3 +164,15 @@ def open_image(path: str | os.PathLike[str], remedy: str = "") -> Any:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = " ".join(str(err).split()) or type(err).__name__
         raise BadFileError(path, f"not a readable image ({reason})", remedy) from None
+
+
+def read_json(path: str | os.PathLike[str], remedy: str = REMAKE) -> Any:
+    """The JSON in ``path``; a missing file raises ``FileNotFoundError``, an unreadable one
+    (empty, cut short, not UTF-8, not JSON) :class:`BadFileError` naming it and ``remedy``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadFileError(path, f"not valid JSON ({err})", remedy) from None

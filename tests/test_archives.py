@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
 import json
+import random
 import stat
+import struct
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+from t2ilib.data import archives
 from t2ilib.data.archives import (
+    ArchiveError,
     ExtractLimits,
     UnsafeArchiveError,
     extract,
@@ -218,3 +224,249 @@ def test_safe_member_path_normalises_or_skips(name, expected):
 def test_safe_member_path_rejects(name):
     with pytest.raises(UnsafeArchiveError):
         safe_member_path(name)
+
+
+# ---- odd, damaged and interrupted archives: one clear ArchiveError, nothing left behind ----
+
+def assert_clear_failure(err: pytest.ExceptionInfo, archive: Path, dest: Path | None,
+                         *words: str) -> str:
+    """The message starts with the archive's path, holds ``words``, is one line; ``dest`` is
+    empty (no temporary folder, no member, no marker)."""
+    message = str(err.value)
+    assert message.startswith(f"{archive}: "), message
+    assert "\n" not in message
+    for word in words:
+        assert word in message, (word, message)
+    if dest is not None:
+        assert list(dest.iterdir()) == [], tree(dest)
+    return message
+
+
+def test_archive_errors_are_value_errors_and_unsafe_is_one_of_them():
+    assert issubclass(UnsafeArchiveError, ArchiveError) and issubclass(ArchiveError, ValueError)
+    assert "ArchiveError" in archives.__all__
+
+
+def test_unsafe_message_starts_with_the_archive_path(tmp_path):
+    archive = make_zip(tmp_path / "evil.zip", {"../evil.txt": b"evil"})
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract(archive, tmp_path / "dest", **QUIET)
+    assert_clear_failure(err, archive, tmp_path / "dest", "'../evil.txt'", "refusing")
+
+
+@pytest.mark.parametrize("fmt", ["tgz", "zip"])
+@pytest.mark.parametrize("names, member, other", [
+    (["a", "a/b"], "'a/b'", "'a'"),      # a file, then a folder of that name
+    (["a/", "a"], "'a'", "'a/'"),        # a folder, then a file of that name
+    (["x/a/", "x/a/c", "x/a"], "'x/a'", "'x/a/'"),
+], ids=["file-then-dir", "dir-then-file", "nested"])
+def test_a_file_and_a_folder_of_one_name_cannot_be_extracted(tmp_path, fmt, names, member,
+                                                             other):
+    if fmt == "tgz":
+        archive = make_tgz(tmp_path / "a.tgz", [
+            tar_entry(n, kind=tarfile.DIRTYPE) if n.endswith("/") else tar_entry(n, b"data")
+            for n in names])
+    else:
+        archive = make_zip(tmp_path / "a.zip", {n: b"" if n.endswith("/") else b"data"
+                                                for n in names})
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    assert type(err.value) is ArchiveError  # not unsafe: odd but harmless
+    assert_clear_failure(err, archive, dest, member, other, "same name", "unpack it by hand")
+    with pytest.raises(ArchiveError) as err:
+        list_members(archive)  # lists only what extract could write
+    assert_clear_failure(err, archive, None, member, "same name")
+
+
+@pytest.mark.parametrize("fmt", ["tgz", "zip"])
+def test_a_name_too_long_for_the_file_system(tmp_path, fmt):
+    name = "birds/" + "x" * 300 + ".txt"  # one path component of 304 bytes (ext4 allows 255)
+    archive = (make_tgz(tmp_path / "long.tgz", [tar_entry("birds/ok.txt", b"ok"),
+                                                 tar_entry(name, b"data")]) if fmt == "tgz"
+               else make_zip(tmp_path / "long.zip", {"birds/ok.txt": b"ok", name: b"data"}))
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    assert_clear_failure(err, archive, dest, name[:40], "too long", "characters)")
+
+
+def random_bytes(n: int) -> bytes:
+    return random.Random(0).randbytes(n)
+
+
+@pytest.mark.parametrize("name", ["CUB_200_2011.tgz", "data.tar.gz", "birds.zip", "data.bin"])
+def test_random_bytes_are_not_an_archive(tmp_path, name):
+    archive = tmp_path / name
+    archive.write_bytes(random_bytes(4096))
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    assert_clear_failure(err, archive, dest, "not a readable tar or zip archive",
+                         "download it again")
+    with pytest.raises(ArchiveError):
+        list_members(archive)
+
+
+def big_entries() -> list[tuple[tarfile.TarInfo, bytes]]:
+    rng = random.Random(1)  # incompressible, so a cut lands inside a member
+    return [tar_entry(f"jpg/image_{i:05d}.jpg", rng.randbytes(20_000)) for i in range(4)]
+
+
+@pytest.mark.parametrize("keep", [0.03, 0.5, -10], ids=["head", "half", "no-gzip-trailer"])
+def test_cut_tgz(tmp_path, keep):
+    full = make_tgz(tmp_path / "full.tgz", big_entries()).read_bytes()
+    archive = tmp_path / "cut.tgz"
+    archive.write_bytes(full[:int(len(full) * keep)] if keep > 0 else full[:keep])
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    message = assert_clear_failure(err, archive, dest, "download it again",
+                                   "corrupt or incomplete")
+    if keep == 0.5:  # cut inside a member: that member is named
+        assert "member 'jpg/image_0000" in message and "is damaged" in message
+    if keep == -10:  # every member is whole, only the gzip CRC and length are cut off
+        assert "damaged after member 'jpg/image_00003.jpg'" in message
+
+
+@pytest.mark.parametrize("keep", [0.03, 0.5, 0.99])
+def test_cut_zip(tmp_path, keep):
+    rng = random.Random(2)
+    full = make_zip(tmp_path / "full.zip", {f"text/{i}.txt": rng.randbytes(20_000)
+                                            for i in range(4)}).read_bytes()
+    archive = tmp_path / "cut.zip"
+    archive.write_bytes(full[:int(len(full) * keep)])
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    assert_clear_failure(err, archive, dest, "not a readable tar or zip archive",
+                         "download it again")
+
+
+def zip_offsets(data: bytes) -> tuple[int, int]:
+    """Offsets of the first member's local header and central directory entry."""
+    assert data[:4] == b"PK\x03\x04"
+    return 0, data.index(b"PK\x01\x02")
+
+
+def test_zip_member_with_a_bad_crc(tmp_path):
+    archive = make_zip(tmp_path / "birds.zip", {"birds/a.txt": b"a caption " * 50,
+                                                "birds/b.txt": b"another"})
+    data = bytearray(archive.read_bytes())
+    local, central = zip_offsets(data)
+    for offset in (local + 14, central + 16):  # CRC-32 in both headers
+        data[offset] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    assert_clear_failure(err, archive, dest, "member 'birds/a.txt' is damaged", "CRC",
+                         "download it again")
+
+
+def test_zip_member_with_bad_compressed_data(tmp_path):
+    archive = tmp_path / "birds.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("birds/a.txt", b"a caption\n" * 1000)  # a name, not a ZipInfo: deflated
+    data = bytearray(archive.read_bytes())
+    start = 30 + len("birds/a.txt")  # the deflate stream follows the local header
+    data[start:start + 8] = b"\xff" * 8  # block type 3 does not exist: a zlib error
+    archive.write_bytes(bytes(data))
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    assert_clear_failure(err, archive, dest, "member 'birds/a.txt' is damaged",
+                         "invalid block type", "download it again")
+
+
+def test_temporary_folder_is_removed_on_ctrl_c(tmp_path, monkeypatch):
+    archive = make_tgz(tmp_path / "cub.tgz", GOOD)
+    dest = tmp_path / "birds"
+    real_copy, seen = archives._copy, []
+
+    def copy_then_interrupt(member, target):
+        seen.append(real_copy(member, target))
+        if len(seen) == 2:
+            assert any(p.name.endswith(".extracting") for p in dest.iterdir())
+            raise KeyboardInterrupt
+        return seen[-1]
+
+    monkeypatch.setattr(archives, "_copy", copy_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        extract(archive, dest, **QUIET)
+    assert list(dest.iterdir()) == []
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path, monkeypatch):
+    def no_space(member, target):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(archives, "_copy", no_space)
+    archive = make_tgz(tmp_path / "cub.tgz", GOOD)
+    dest = tmp_path / "birds"
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, dest, **QUIET)
+    assert_clear_failure(err, archive, dest, "member 'CUB_200_2011/images.txt'",
+                         "no space left", "free some space")
+
+
+def test_temporary_folder_left_by_a_killed_run_is_removed(tmp_path):
+    archive = make_tgz(tmp_path / "cub.tgz", GOOD)
+    dest = tmp_path / "birds"
+    dest.mkdir()
+
+    def killed_run() -> Path:  # what kill -9 during an extraction leaves behind
+        stale = Path(tempfile.mkdtemp(prefix=".cub.tgz.", suffix=".extracting", dir=dest))
+        (stale / "CUB_200_2011").mkdir()
+        (stale / "CUB_200_2011" / "images.txt").write_bytes(b"half")
+        return stale
+
+    stale = killed_run()
+    other = Path(tempfile.mkdtemp(prefix=".other.tgz.", suffix=".extracting", dir=dest))
+    mine = dest / ".cub.tgz.notes.extracting.txt"
+    mine.write_text("not a temporary folder")
+    report = extract(archive, dest, **QUIET)
+    assert not stale.exists() and not report.reused
+    assert other.is_dir() and mine.is_file()  # another archive's, and the user's: kept
+    assert (dest / "CUB_200_2011" / "images.txt").read_bytes() == b"1 001.A/a.jpg\n"
+
+    stale = killed_run()  # also when the rerun finds the work done
+    assert extract(archive, dest, **QUIET).reused and not stale.exists()
+
+
+def test_a_clash_with_the_destination_moves_nothing(tmp_path):
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "birds").write_text("a file where the archive has a folder")
+    archive = make_zip(tmp_path / "birds.zip", {"a.txt": b"a", "birds/b.txt": b"b"})
+    with pytest.raises(FileExistsError) as err:
+        extract(archive, dest, **QUIET)
+    assert_clear_failure(err, archive, None, str(dest / "birds"), "move it away")
+    assert tree(dest) == {"birds"}  # a.txt was not moved in, no temporary folder
+
+
+def zip_with_declared_size(path: Path, content: bytes, declared: int, method: int) -> Path:
+    """A zip whose one member declares ``declared`` bytes but holds ``content``. zipfile
+    reads it without complaint: it stops where the data ends and the CRC matches."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        zf.writestr("birds/a.txt", content)
+    data = bytearray(buf.getvalue())
+    local, central = zip_offsets(data)
+    struct.pack_into("<I", data, local + 22, declared)  # uncompressed size, local header
+    struct.pack_into("<I", data, central + 24, declared)  # and central directory
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED],
+                         ids=["stored", "deflated"])
+def test_n_bytes_counts_what_was_written_not_what_was_declared(tmp_path, method):
+    content = b"a caption\n" * 11
+    archive = zip_with_declared_size(tmp_path / "birds.zip", content, 10_000, method)
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("birds/a.txt")
+    assert (info.file_size, info.compress_type) == (10_000, method)
+    report = extract(archive, tmp_path / "out", **QUIET)
+    assert (tmp_path / "out" / "birds" / "a.txt").read_bytes() == content
+    assert report.n_bytes == len(content) == 110

@@ -468,3 +468,24 @@ def test_scripts_offline_name_the_files_and_their_places(tmp_path, closed_port_u
     assert f"to:    {tmp_path.resolve() / later}" in err  # the files it has not reached yet
     assert RESOURCES[{"download_cub": "cub", "download_flowers": "flowers_images"}[script_name]
                      ].md5 in err
+
+
+@pytest.mark.parametrize("script_name, function", [("download_cub", "download_cub"),
+                                                   ("download_flowers", "download_flowers")])
+def test_scripts_report_a_damaged_archive_in_one_line(tmp_path, capsys, monkeypatch,
+                                                      script_name, function):
+    """A download that passed its checks but does not unpack (cut, corrupt): the script says
+    which archive and what to do, in one line, and exits 1 (no traceback)."""
+    from t2ilib.data.archives import extract
+
+    damaged = tmp_path / "downloads" / "birds.zip"
+    damaged.parent.mkdir()
+    damaged.write_bytes(zipped({"birds/text/a.txt": b"a bird\n" * 50})[:60])
+    script = load_script(script_name)
+    monkeypatch.setattr(script, function,
+                        lambda root, **kwargs: extract(damaged, tmp_path / "birds"))
+    assert script.main(["--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{script_name}.py: error: {damaged}: ")
+    assert "download it again" in err[0]
+    assert not any((tmp_path / "birds").iterdir())  # nothing, not even a temporary folder

@@ -22,35 +22,58 @@ permissions; owner, mode and mtime from the archive are ignored.
 Extraction is all-or-nothing: members go into a temporary folder inside the destination, which is
 merged into place only once every member passed. A marker ``.<archive>.complete`` holding the
 archive's SHA-256 makes a rerun skip the work.
+
+Failures: each is one :class:`ArchiveError` (a ``ValueError``) whose message starts with the
+archive's path, names the member, says what is wrong and what to do: :class:`UnsafeArchiveError`
+(a subclass) for the rules and limits above, plain ``ArchiveError`` for a damaged archive (not a
+tar or zip, cut short, bad CRC: download it again), one no file system can hold (a file and a
+folder of one name, a name part over 255 bytes) or a destination that cannot be written. The
+temporary folder ``.<archive>.<random>.extracting`` is removed on any failure (Ctrl-C included);
+one left by a killed process goes at the next :func:`extract` into that destination. A file of
+the destination where the archive has a folder (or the reverse) is found before anything moves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import lzma
 import os
 import re
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from t2ilib.data.resources import file_digests
-from t2ilib.io import atomic_write
+from t2ilib.io import BriefError, atomic_write
 from t2ilib.runtime import progress
 
-__all__ = ["UnsafeArchiveError", "ExtractLimits", "ExtractReport", "safe_member_path",
-           "list_members", "extract", "marker_path"]
+__all__ = ["ArchiveError", "UnsafeArchiveError", "ExtractLimits", "ExtractReport",
+           "safe_member_path", "list_members", "extract", "marker_path"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_REDOWNLOAD = "download it again: the archive is corrupt or incomplete"
+_TMP = ".extracting"  # suffix of the temporary folder, .<archive>.<8 random chars>.extracting
+#: What reading a damaged tar/zip raises, from tarfile, zipfile and their decompressors.
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
+                zlib.error, lzma.LZMAError, struct.error, UnicodeDecodeError, NotImplementedError)
 
 
-class UnsafeArchiveError(ValueError):
+class ArchiveError(BriefError, ValueError):
+    """An archive cannot be extracted: damaged, unreadable, or not writable here. The message
+    starts with the archive's path, names the member and says what to do."""
+
+
+class UnsafeArchiveError(ArchiveError):
     """An archive member would escape the destination, is not a plain file or folder, or the
     archive exceeds the limits."""
 
@@ -151,16 +174,44 @@ def _is_zip(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
+@contextlib.contextmanager
+def _reading(name: str | None, after: str | None = None) -> Iterator[None]:
+    """Turn what a damaged archive raises while being read into an :class:`ArchiveError`."""
+    try:
+        yield
+    except _READ_ERRORS as err:
+        where = (f"member {name!r} is damaged" if name is not None
+                 else f"damaged after member {after!r}" if after is not None
+                 else "not a readable tar or zip archive")
+        lines = str(err).strip().splitlines()  # tarfile.open lists every format it tried
+        detail = lines[0] if len(lines) == 1 else "neither gzip, bzip2, xz nor plain tar"
+        if isinstance(err, NotImplementedError):  # e.g. zip's deflate64, bzip2 in old Pythons
+            raise ArchiveError(f"member {name!r} uses a compression Python cannot read ({detail})"
+                               "; unpack it with another tool (unzip, 7-Zip)") from err
+        if isinstance(err, OSError) and err.errno is not None:  # the disk, not the content
+            raise ArchiveError(f"cannot read the file ({err.strerror})") from err
+        raise ArchiveError(f"{where} ({detail}); {_REDOWNLOAD}") from err
+
+
 def _members(archive: Path) -> Iterator[_Member]:
     """Stream the members of a tar (any compression) or zip archive, in archive order."""
     if _is_zip(archive):
-        with zipfile.ZipFile(archive) as zf:
+        with _reading(None), zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 yield _Member(info.filename, _zip_kind(info), info.file_size,
                               lambda info=info: zf.open(info))
         return
-    with tarfile.open(archive, "r:*") as tf:
-        for m in tf:
+    with _reading(None):
+        tf, last = tarfile.open(archive, "r:*"), None
+    with tf:
+        while True:
+            with _reading(None, last):
+                m = tf.next()
+                if m is None:  # read the rest: a compressor checks its CRC and length at the end
+                    while tf.fileobj is not None and tf.fileobj.read(1 << 20):
+                        pass
+                    return
+            last = m.name
             yield _Member(m.name, _tar_kind(m), m.size,
                           lambda m=m: tf.extractfile(m), tarinfo=m)  # type: ignore[arg-type]
 
@@ -169,6 +220,8 @@ def _checked(archive: Path, limits: ExtractLimits,
              dest: Path) -> Iterator[tuple[_Member, PurePosixPath | None]]:
     """Members with their safe relative path (``None``: skip), enforcing every rule."""
     count, total = 0, 0
+    files: set[PurePosixPath] = set()
+    dirs: set[PurePosixPath] = set()
     for member in _members(archive):
         count += 1
         if count > limits.max_members:
@@ -188,6 +241,17 @@ def _checked(archive: Path, limits: ExtractLimits,
             except tarfile.FilterError as err:
                 raise UnsafeArchiveError(f"member {member.name!r} refused by tarfile's 'data' "
                                          f"filter: {err}") from err
+        if rel is not None:
+            parents = set(rel.parents) - {PurePosixPath(".")}
+            clash = min(map(str, parents & files), default=None)
+            if clash is None and rel in (dirs if member.kind == "file" else files):
+                clash = f"{rel}/" if member.kind == "file" else str(rel)
+            if clash is not None:
+                raise ArchiveError(f"member {member.name!r} and the member {clash!r} are a file "
+                                   "and a folder of the same name, which no file system can "
+                                   "hold; get a fixed copy of the archive, or unpack it by hand")
+            dirs |= parents
+            (files if member.kind == "file" else dirs).add(rel)
         yield member, rel
 
 
@@ -198,9 +262,12 @@ def list_members(archive: str | os.PathLike[str],
     Junk is left out; an unsafe member raises :class:`UnsafeArchiveError`, as in extraction.
     """
     out = []
-    for member, rel in _checked(Path(archive), limits, Path("/nonexistent")):
-        if rel is not None:
-            out.append(f"{rel}/" if member.kind == "dir" else str(rel))
+    try:
+        for member, rel in _checked(Path(archive), limits, Path("/nonexistent")):
+            if rel is not None:
+                out.append(f"{rel}/" if member.kind == "dir" else str(rel))
+    except ArchiveError as err:
+        raise type(err)(f"{archive}: {err}") from err
     return out
 
 
@@ -227,19 +294,72 @@ def _move(src: Path, dst: Path) -> None:
         shutil.move(str(src), str(dst))
 
 
-def _merge(src: Path, dst: Path) -> None:
+def _merge(src: Path, dst: Path, check: bool = False) -> Path | None:
     """Move the tree ``src`` into the folder ``dst``: new entries are renamed into place,
-    existing folders are merged, existing files are replaced."""
+    existing folders are merged, existing files are replaced. Returns the first path of ``dst``
+    that is a file where ``src`` has a folder or the reverse (``check``: move nothing)."""
     for child in sorted(src.iterdir()):
         target = dst / child.name
         if child.is_dir() and target.is_dir():
-            _merge(child, target)
-            child.rmdir()
-        elif target.exists() and child.is_dir() != target.is_dir():
-            raise FileExistsError(f"cannot move {child.name!r} into {dst}: one is a folder and "
-                                  "the other a file; move the existing one away and rerun")
-        else:
+            if (found := _merge(child, target, check)) is not None:
+                return found
+            if not check:
+                child.rmdir()
+        elif (target.exists() or target.is_symlink()) and child.is_dir() != target.is_dir():
+            return target
+        elif not check:
             _move(child, target)
+    return None
+
+
+_CLASH = ("clashes with another member here (a file and a folder of the same name, or names "
+          "that differ only in case); unpack it by hand")
+_FULL = "failed: no space left in {dest}; free some space and rerun"
+_DENIED = "failed: {dest} is not writable ({why}); fix that or extract elsewhere"
+#: What an ``errno`` met while writing means, and what to do.
+_WRITE_ERRORS = {errno.EEXIST: _CLASH, errno.EISDIR: _CLASH, errno.ENOTDIR: _CLASH,
+                 errno.ENOSPC: _FULL, getattr(errno, "EDQUOT", errno.ENOSPC): _FULL,
+                 errno.EACCES: _DENIED, errno.EPERM: _DENIED, errno.EROFS: _DENIED,
+                 errno.ENAMETOOLONG: "has a name too long for this file system (over 255 bytes "
+                 "in one part); get a fixed copy of the archive, or unpack it by hand"}
+
+
+@contextlib.contextmanager
+def _writing(name: str | None, dest: Path) -> Iterator[None]:
+    """Turn an ``OSError`` from writing member ``name`` (``None``: the temporary folder, or
+    the merge into ``dest``) into an :class:`ArchiveError` saying why and what to do."""
+    try:
+        yield
+    except OSError as err:
+        what = (f"member {name[:60]!r}...({len(name)} characters)" if name and len(name) > 120
+                else f"member {name!r}" if name else "extracting")
+        why = _WRITE_ERRORS.get(err.errno or 0, "failed in {dest} ({why})")
+        raise ArchiveError(f"{what} {why.format(dest=dest, why=err.strerror or err)}") from err
+
+
+def _copy(member: _Member, target: Path) -> int:
+    """Write ``member`` to ``target``; returns the bytes written. tarfile and zipfile stop at
+    the declared size, so the size limit checked on those holds; a shorter member is counted
+    as it is."""
+    with _reading(member.name):
+        src = member.open()
+    n = 0
+    with src, open(target, "wb") as out:
+        while True:
+            with _reading(member.name):
+                chunk = src.read(1 << 20)
+            if not chunk:
+                return n
+            out.write(chunk)
+            n += len(chunk)
+
+
+def _remove_stale(archive: Path, dest: Path) -> None:
+    """Remove temporary folders left in ``dest`` by an interrupted :func:`extract` (kill -9)."""
+    pattern = re.compile(re.escape(f".{archive.name}.") + r"[a-z0-9_]{8}" + re.escape(_TMP))
+    for stale in dest.iterdir() if dest.is_dir() else ():
+        if pattern.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _done_report(marker: Path, dest: Path, sha256: str) -> ExtractReport | None:
@@ -263,28 +383,27 @@ def extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
     ``sha256`` is the archive's digest when the caller has it (the download just verified
     it); otherwise it is computed. When ``dest`` holds a marker with the same digest and the
     top-level entries are still there, nothing is done and the stored report comes back with
-    ``reused=True``. On any :class:`UnsafeArchiveError` nothing has been written to ``dest``
-    (the temporary folder is removed). Returns what was extracted.
+    ``reused=True``. On any :class:`ArchiveError` nothing has been written to ``dest`` (but
+    for a rare failure of the final move, e.g. disk full). Returns what was extracted.
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise FileNotFoundError(f"no such archive: {archive}")
+    _remove_stale(archive, dest)
     sha256 = sha256 or file_digests(archive).sha256
     marker = marker_path(archive, dest)
-    done = _done_report(marker, dest, sha256)
-    if done is not None:
+    if (done := _done_report(marker, dest, sha256)) is not None:
         log(f"[extract] {archive.name}: already extracted into {dest}, skipped")
         return done
 
-    dest.mkdir(parents=True, exist_ok=True)
-    for stale in dest.glob(f".{archive.name}.*.extracting"):  # left by an interrupted run
-        shutil.rmtree(stale, ignore_errors=True)
-    marker.unlink(missing_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".extracting", dir=dest))
-    root = tmp.resolve()
     n_files = n_dirs = n_bytes = n_skipped = 0
     top: set[str] = set()
+    tmp, merging = None, False
     try:
+        with _writing(None, dest):
+            dest.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=_TMP, dir=dest))
+        root = tmp.resolve()
         members = _checked(archive, limits, root)
         for member, rel in progress(members, desc=f"extracting {archive.name}", unit="file",
                                     leave=False):
@@ -296,24 +415,30 @@ def extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
                 raise UnsafeArchiveError(f"member {member.name!r} resolves outside the "
                                          "destination")
             top.add(rel.parts[0])
-            if member.kind == "dir":
-                target.mkdir(mode=0o755, parents=True, exist_ok=True)
-                n_dirs += 1
-                continue
-            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            with member.open() as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            os.chmod(target, 0o644)
-            n_files += 1
-            n_bytes += member.size
-    except UnsafeArchiveError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UnsafeArchiveError(f"{archive.name}: {err}; refusing to extract it (nothing was "
-                                 f"written to {dest})") from err
-    try:
-        _merge(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            with _writing(member.name, dest):
+                if member.kind == "dir":
+                    target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                    n_dirs += 1
+                    continue
+                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                n_bytes += _copy(member, target)
+                os.chmod(target, 0o644)
+                n_files += 1
+        if (clash := _merge(tmp, dest, check=True)) is not None:
+            raise FileExistsError(f"{archive}: cannot extract into {dest}: {clash} is a "
+                                  f"{'folder' if clash.is_dir() else 'file'} where the archive "
+                                  "has the opposite; move it away and rerun (nothing written)")
+        merging = True
+        with _writing(None, dest):
+            marker.unlink(missing_ok=True)
+            _merge(tmp, dest)
+    except ArchiveError as err:
+        how = "; refusing to extract it" if isinstance(err, UnsafeArchiveError) else ""
+        how += "; rerun once fixed" if merging else f" (nothing was written to {dest})"
+        raise type(err)(f"{archive}: {err}{how}") from err
+    finally:  # after success too: the merge left it empty
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     report = ExtractReport(archive=archive.name, sha256=sha256, n_files=n_files, n_dirs=n_dirs,
                            n_bytes=n_bytes, n_skipped=n_skipped, top_level=tuple(sorted(top)))

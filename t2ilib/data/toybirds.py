@@ -43,12 +43,16 @@ import numpy as np
 from PIL import Image
 
 from t2ilib.data.toybirds_draw import render_bird
+from t2ilib.io import BadFileError, read_json
 from t2ilib.runtime import data_root, progress
 from t2ilib.text.vocab import Vocabulary, tokenize, write_captions_pickle
 
 __all__ = ["COLORS", "BEAK_COLORS", "ATTRIBUTES", "CAPTIONED", "TOYBIRDS_VERSION",
            "sample_attributes", "make_caption", "class_of", "class_name", "write_toybirds",
            "ensure_toybirds", "ToyBirdsTruth", "load_groundtruth", "SAMPLE_CAPTIONS"]
+
+#: What to do when a file of a ToyBirds folder cannot be read.
+REBUILD = "Make the data set again: delete the ToyBirds folder and call ensure_toybirds()"
 
 TOYBIRDS_VERSION = 1  # bump whenever the drawing or the captions change (ensure_toybirds rebuilds)
 
@@ -297,7 +301,7 @@ def _write_tree(out: Path, n_train: int, n_test: int, size: int, seed: int) -> N
 
 def _manifest(root: Path) -> dict[str, Any] | None:
     path = root / "toybirds.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path, REBUILD) if path.is_file() else None
 
 
 def write_toybirds(out_dir: str | os.PathLike[str], n_train: int = 4000, n_test: int = 1000,
@@ -394,12 +398,15 @@ class ToyBirdsTruth:
 def load_groundtruth(root: str | os.PathLike[str]) -> ToyBirdsTruth:
     """Read ``groundtruth/attributes.json`` and ``groundtruth/masks.npy`` of a ToyBirds folder."""
     gt = Path(root) / "groundtruth"
-    truth = json.loads((gt / "attributes.json").read_text())
+    truth = read_json(gt / "attributes.json", REBUILD)
     images = truth["images"]
     keys = truth["keys"]
-    packed = np.load(gt / "masks.npy", allow_pickle=False)
+    try:
+        packed = np.load(gt / "masks.npy", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise BadFileError(gt / "masks.npy", f"not a readable mask array ({err})", REBUILD) from None
     if packed.shape[0] != len(keys):
-        raise ValueError(f"{gt}: {packed.shape[0]} masks for {len(keys)} images")
+        raise BadFileError(gt, f"{packed.shape[0]} masks for {len(keys)} images", REBUILD)
     return ToyBirdsTruth(keys=keys,
                          attributes={k: images[k]["attributes"] for k in keys},
                          mentions={k: images[k]["mentions"] for k in keys},

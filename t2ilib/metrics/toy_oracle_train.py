@@ -42,6 +42,7 @@ from t2ilib.engine.checkpoint import (
     run_folder,
 )
 from t2ilib.engine.loop import Engine, load_or_train, step_generator
+from t2ilib.io import read_json
 from t2ilib.metrics.toy_oracle import (
     OracleConfig,
     OracleReport,
@@ -226,7 +227,7 @@ def load_or_train_oracle(root: str | os.PathLike[str], path: str | os.PathLike[s
     A checkpoint of other settings raises :class:`~t2ilib.engine.checkpoint.CheckpointMismatch`.
     """
     root = Path(root)
-    data = json.loads((root / "toybirds.json").read_text())
+    data = read_json(root / "toybirds.json")
     fingerprint = oracle_fingerprint(data, config, model_config)
     folder = run_folder(Path(path) if path else default_oracle_path(fingerprint))
     file = folder / CHECKPOINT_NAME
