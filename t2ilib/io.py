@@ -14,10 +14,12 @@ arbitrary objects would let a downloaded file run code.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,8 @@ from typing import IO, Any
 import torch
 
 __all__ = ["BriefError", "MissingWeightsError", "BadFileError", "REMAKE", "atomic_write", "save_torch", "load_torch",
-           "open_image", "read_json", "remove_stale_temporaries"]
+           "open_image", "read_json", "remove_stale_temporaries",
+           "remove_abandoned_folders"]
 
 
 class BriefError(Exception):
@@ -176,3 +179,26 @@ def read_json(path: str | os.PathLike[str], remedy: str = REMAKE) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadFileError(path, f"not valid JSON ({err})", remedy) from None
+
+
+def remove_abandoned_folders(parent: str | os.PathLike[str], prefix: str) -> list[Path]:
+    """Delete the folders ``<parent>/<prefix><pid>`` whose process ``pid`` no longer runs:
+    what a build in a temporary sibling folder leaves when it is killed (kill -9, power
+    loss). A folder of a process still running is left alone. Returns what was removed."""
+    removed = []
+    for folder in Path(parent).glob(f"{glob.escape(prefix)}*") if Path(parent).is_dir() else ():
+        pid = folder.name[len(prefix):]
+        if folder.is_dir() and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True

@@ -173,3 +173,16 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_resuming_drops_log_rows_a_kill_cut_in_half(tmp_path):
+    engine = Engine(LinearTask(), tmp_path, log_every=1)
+    engine.fit(stop_after=3, progress_bar=False)
+    with open(tmp_path / "losses.csv", "a") as f:
+        f.write("4,1.3\n\x00\x00\x00,")  # a kill mid-write can leave NUL bytes or half a row
+    resumed = Engine(LinearTask(), tmp_path, log_every=1)
+    resumed.load()
+    resumed.fit(progress_bar=False)
+    rows = [line.split(",") for line in (tmp_path / "losses.csv").read_text().splitlines()]
+    assert [r[0] for r in rows[1:]] == [str(s) for s in range(1, resumed.step + 1)]
+    assert all(len(r) == len(rows[0]) for r in rows)

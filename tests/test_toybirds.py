@@ -175,3 +175,20 @@ def test_ensure_toybirds_makes_once_and_checks_parameters(tmp_path):
     with pytest.raises(FileExistsError, match="not a ToyBirds folder"):
         write_toybirds(tmp_path / "other", 3, 2)
     assert not list(tmp_path.glob(".*tmp*"))                       # no leftovers
+
+
+def test_a_killed_build_leaves_nothing_behind_at_the_next_build(tmp_path):
+    """``write_toybirds`` builds in ``.<name>.tmp-<pid>``; a build killed with -9 leaves that
+    folder; the next build removes it, but never the folder of a process still running."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    abandoned = tmp_path / f".toy.tmp-{int(dead.stdout)}"
+    (abandoned / "CUB_200_2011").mkdir(parents=True)
+    running = tmp_path / f".toy.tmp-{os.getppid()}"  # pytest's parent: alive
+    running.mkdir()
+    write_toybirds(tmp_path / "toy", n_train=2, n_test=1, size=32)
+    assert not abandoned.exists() and running.is_dir()

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from t2ilib.data.toybirds_draw import render_bird
-from t2ilib.io import BadFileError, read_json
+from t2ilib.io import BadFileError, read_json, remove_abandoned_folders
 from t2ilib.runtime import data_root, progress
 from t2ilib.text.vocab import Vocabulary, tokenize, write_captions_pickle
 
@@ -321,6 +321,7 @@ def write_toybirds(out_dir: str | os.PathLike[str], n_train: int = 4000, n_test:
         if not overwrite:
             raise FileExistsError(f"{out} already holds a ToyBirds set (pass overwrite=True)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_folders(out.parent, f".{out.name}.tmp-")  # left by a killed build
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -279,13 +279,18 @@ class Engine:
             old.unlink(missing_ok=True)
 
     def _truncate_log(self) -> None:
-        """Drop log rows written after the checkpoint being resumed (a hard crash)."""
+        """Drop log rows written after the checkpoint being resumed (a hard crash), and any
+        row a kill cut in half."""
         path = None if self.run_dir is None else self.run_dir / "losses.csv"
         if path is None or not path.is_file() or not self.dist.is_main:
             return
-        with open(path, newline="") as f:
+        with open(path, newline="", errors="replace") as f:
             rows = list(csv.reader(f))
-        keep = [rows[0], *(r for r in rows[1:] if int(r[0]) <= self.step)]
+        if not rows:
+            path.unlink()
+            return
+        keep = [rows[0], *(r for r in rows[1:] if len(r) == len(rows[0]) and r[0].isdigit()
+                           and int(r[0]) <= self.step)]
         if len(keep) != len(rows):
             with atomic_write(path, "w") as f:
                 csv.writer(f).writerows(keep)
