@@ -36,6 +36,7 @@ from t2ilib.apps.evaluate import EvalConfig, evaluate_checkpoint
 from t2ilib.damsm.pretrain import load_or_train_toybirds_damsm
 from t2ilib.data.toybirds import ensure_toybirds
 from t2ilib.engine.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from t2ilib.io import atomic_write, one_line_error, read_json
 from t2ilib.runtime import data_root, repo_root
 
 FIGURE = Path("docs/figures/toybirds_reference.png")
@@ -123,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    try:
+        return run(args, argv)
+    except (ValueError, OSError) as err:  # a bad or missing file, a mismatched checkpoint
+        return one_line_error("toybirds_reference_run.py", err)
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Train and judge every stage (resuming what is done), then write the figure + JSON."""
     stages = sorted({int(s) for s in args.stages.split(",")})
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     damsm_run = load_or_train_toybirds_damsm(root)[2]
     run_dir = args.run_dir or data_root() / "runs" / "toybirds_reference"
     results_file = run_dir / "stages.json"
-    done = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    done = read_json(results_file) if results_file.is_file() else {}
     for epochs in stages:
         kept = run_dir / f"epoch_{epochs:03d}.pt"
         if str(epochs) not in done:
@@ -139,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             stage = judge(kept, root, args.n_eval, args.device)
             stage |= {"train_seconds": seconds, "threads": torch.get_num_threads()}
             done[str(epochs)] = stage
-            results_file.write_text(json.dumps(done, indent=1))
+            with atomic_write(results_file, "w") as f:
+                json.dump(done, f, indent=1)
         print(json.dumps({"epoch": epochs, **done[str(epochs)]["generated"],
                           "toy_fid": round(done[str(epochs)]["toy_fid"], 1)}))
     ordered = [done[str(e)] for e in stages]

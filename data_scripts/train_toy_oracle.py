@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from t2ilib.data.toybirds import ensure_toybirds
+from t2ilib.io import one_line_error
 from t2ilib.metrics.toy_oracle import JUDGE_THRESHOLD
 from t2ilib.metrics.toy_oracle_train import OracleTrainConfig, load_or_train_oracle
 from t2ilib.runtime import pick_device
@@ -36,14 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--retrain", action="store_true")
     args = parser.parse_args(argv)
-    root = args.data_dir if args.data_dir is not None else ensure_toybirds()
-    config = OracleTrainConfig(steps=args.steps, batch_size=args.batch_size)
     try:
+        root = args.data_dir if args.data_dir is not None else ensure_toybirds()
+        config = OracleTrainConfig(steps=args.steps, batch_size=args.batch_size)
         _, report = load_or_train_oracle(root, config=config, retrain=args.retrain,
                                          device=pick_device(args.device))
     except KeyboardInterrupt as stop:  # Ctrl-C: the checkpoint is saved, a rerun resumes
         print(stop)
         return 130
+    except (ValueError, OSError) as err:  # a bad or missing file: named in one line
+        return one_line_error("train_toy_oracle.py", err)
     print(report)
     if report.train_seconds:
         print(f"trained in {report.train_seconds:.0f} s")

@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +28,9 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["BriefError", "MissingWeightsError", "BadFileError", "REMAKE", "atomic_write", "save_torch", "load_torch",
-           "open_image", "read_json", "remove_stale_temporaries",
-           "remove_abandoned_folders"]
+__all__ = ["BriefError", "MissingWeightsError", "BadFileError", "REMAKE", "atomic_write",
+           "save_torch", "load_torch", "open_image", "read_json", "one_line_error",
+           "remove_stale_temporaries", "remove_abandoned_folders"]
 
 
 class BriefError(Exception):
@@ -56,6 +57,13 @@ class BadFileError(BriefError, ValueError):
     def __init__(self, path: str | os.PathLike[str], problem: str, remedy: str = "") -> None:
         self.path, self.problem, self.remedy = Path(path), problem, remedy
         super().__init__(f"{path}: {problem}" + (f". {remedy}" if remedy else ""))
+
+
+def one_line_error(prog: str, err: BaseException) -> int:
+    """Print ``<prog>: error: <message>`` as one line on stderr; returns exit status 2.
+    The scripts' answer to a bad file or argument (the CLI's argparse prints the same)."""
+    print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
+    return 2
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from t2ilib.data.augment import (
     to_unit_range,
 )
 from t2ilib.data.cache import CachedCUBDataset, build_cache, cache_path, ensure_cache, load_cache
-from t2ilib.data.cub import CUBDataset, collate_sorted
+from t2ilib.data.cub import CUBDataset, collate_sorted, load_captions
 from t2ilib.data.fixtures import make_cub_fixture
 from t2ilib.io import load_torch
 
@@ -144,7 +144,7 @@ def test_prepare_cub_script(fx, tmp_path, capsys):
     assert "train: 8 images, 2 classes, 80 captions" in out and "test: 4 images" in out
     assert (root / "captions.pickle").is_file()
     assert load_cache(root / "cache" / "test_76px.pt")["images"].shape == (4, 3, 76, 76)
-    assert prepare.main(["--root", str(tmp_path / "nothing")]) == 1
+    assert prepare.main(["--root", str(tmp_path / "nothing")]) == 2
     assert "images.txt" in capsys.readouterr().err
 
 
@@ -157,3 +157,50 @@ def test_make_scripts(tmp_path, capsys):
     assert _script("make_cub_fixture").main(["--out", str(tmp_path / "fx"), "--archives"]) == 0
     assert (tmp_path / "fx" / "CUB_200_2011.tgz").is_file()
     assert (tmp_path / "fx" / "birds" / "text").is_dir()
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_bad_image_midway_leaves_no_cache_file(fx, tmp_path, num_workers):
+    import shutil
+
+    from t2ilib.io import BadFileError
+
+    root = tmp_path / "birds"
+    shutil.copytree(fx.root, root, ignore=shutil.ignore_patterns("cache"))
+    load_captions(root)                                       # captions.pickle is not the cache
+    bad = root / "CUB_200_2011" / "images" / f"{fx.train_keys[-1]}.jpg"   # the last image
+    bad.write_bytes(bad.read_bytes()[:500])
+    before = _files(root)
+    with pytest.raises(BadFileError) as err:                  # not a RuntimeError from a worker
+        build_cache(root, "train", 64, num_workers=num_workers)
+    assert err.value.path == bad and str(bad) in str(err.value)
+    assert "not a readable image" in str(err.value)
+    assert _files(root) == before                             # no cache file, no temporary
+    bad.unlink()
+    with pytest.raises(FileNotFoundError, match=bad.name):
+        build_cache(root, "train", 64, num_workers=num_workers)
+    assert _files(root) == [f for f in before if f != bad.relative_to(root).as_posix()]
+
+
+def test_a_failed_rebuild_keeps_the_old_cache_file(fx, tmp_path):
+    import shutil
+
+    from t2ilib.io import BadFileError
+
+    root = tmp_path / "birds"
+    shutil.copytree(fx.root, root, ignore=shutil.ignore_patterns("cache"))
+    path = build_cache(root, "test", 64)
+    old = path.read_bytes()
+    key = fx.test_keys[1]
+    boxes = root / "CUB_200_2011" / "bounding_boxes.txt"
+    ids = {k: i for i, k in enumerate(fx.train_keys + fx.test_keys, start=1)}
+    boxes.write_text("".join(f"{line.split()[0]} 500 500 5 5\n"
+                             if line.split()[0] == str(ids[key]) else line + "\n"
+                             for line in boxes.read_text().splitlines()))  # outside the image
+    with pytest.raises(BadFileError, match=rf"bounding_boxes.txt: image {key}: box .* outside"):
+        ensure_cache(root, "test", 64)                       # the source changed: rebuild
+    assert path.read_bytes() == old and _files(root / "cache") == [path.name]

@@ -284,3 +284,205 @@ def test_fixture_and_archives_are_deterministic(tmp_path):
     assert any(n.startswith("__MACOSX/") for n in names)
     assert not any(n.endswith("captions.pickle") for n in names)
     assert (a.root / "train" / "filenames.pickle").read_bytes()[:3] == b"\x80\x02]"  # protocol 2
+
+
+# ------------------------------------------------------------- bad files: named, never raw
+
+def _tree(fx, tmp_path):
+    import shutil
+    root = tmp_path / "birds"
+    shutil.copytree(fx.root, root, ignore=shutil.ignore_patterns("cache", "captions.pickle"))
+    return root
+
+
+def _image(root, key):
+    return root / "CUB_200_2011" / "images" / f"{key}.jpg"
+
+
+def _set_box(root, key, box):
+    """Rewrite the line of ``key`` in bounding_boxes.txt; returns its image id."""
+    ids = dict(line.split()[::-1] for line in
+               (root / "CUB_200_2011" / "images.txt").read_text().splitlines())
+    image_id = ids[f"{key}.jpg"]
+    path = root / "CUB_200_2011" / "bounding_boxes.txt"
+    lines = [f"{image_id} {' '.join(map(str, box))}" if line.split()[0] == image_id else line
+             for line in path.read_text().splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    return image_id
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not an image", "empty"])
+def test_unreadable_jpeg_names_the_file(fx, tmp_path, damage):
+    from t2ilib.io import BadFileError
+
+    root = _tree(fx, tmp_path)
+    key = fx.train_keys[2]
+    path = _image(root, key)
+    data = {"truncated": path.read_bytes()[:400], "empty": b"",
+            "not an image": b"<html><body>404 Not Found</body></html>\n"}[damage]
+    path.write_bytes(data)
+    ds = CUBDataset(root, "train")  # the reader is built from the index files only
+    with pytest.raises(BadFileError) as err:
+        ds.uint8_image(2)
+    assert err.value.path == path and str(path) in str(err.value)
+    assert "not a readable image" in str(err.value) and "download_cub.py" in str(err.value)
+    with pytest.raises(BadFileError, match="not a readable image"):
+        load_cropped_image(path, None, 8)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=key.split("/")[1]):
+        ds.uint8_image(2)
+
+
+@pytest.mark.parametrize("box, reason", [
+    ((float("nan"), 3.0, 10.0, 10.0), "not four finite numbers"),
+    ((3.0, 3.0, float("inf"), 10.0), "not four finite numbers"),
+    ((3.0, 3.0, 0.0, 10.0), "zero or negative width or height"),
+    ((3.0, 3.0, 10.0, -4.0), "zero or negative width or height"),
+    ((3.0, 3.0, 1.0, 1.0), "too small to crop"),
+])
+def test_bad_box_values_name_the_box_file_the_image_and_the_box(fx, tmp_path, box, reason):
+    from t2ilib.io import BadFileError
+
+    root = _tree(fx, tmp_path)
+    key = fx.train_keys[5]
+    image_id = _set_box(root, key, box)
+    for call in (lambda: read_bboxes(root), lambda: CUBDataset(root, "train")):
+        with pytest.raises(BadFileError) as err:
+            call()
+        message = str(err.value)
+        assert err.value.path == root / "CUB_200_2011" / "bounding_boxes.txt"
+        assert f"image id {image_id} ({key})" in message and reason in message
+        assert "box (x, y, w, h) = (" + ", ".join(f"{v:g}" for v in box) + ")" in message
+
+
+@pytest.mark.parametrize("where", ["right", "below", "left", "above"])
+def test_box_outside_the_image_is_named_when_the_image_is_read(fx, tmp_path, where):
+    from t2ilib.io import BadFileError
+
+    root = _tree(fx, tmp_path)
+    key = fx.train_keys[6]
+    w, h = fx.sizes[key]
+    box = {"right": (w, 5.0, 10.0, 10.0), "below": (5.0, h + 3.0, 10.0, 10.0),
+           "left": (-20.0, 5.0, 20.0, 10.0), "above": (5.0, -50.0, 10.0, 40.0)}[where]
+    _set_box(root, key, box)
+    ds = CUBDataset(root, "train")  # finite, positive: the file itself is fine
+    with pytest.raises(BadFileError) as err:
+        ds.uint8_image(6)
+    message = str(err.value)
+    assert err.value.path == root / "CUB_200_2011" / "bounding_boxes.txt"
+    assert key in message and f"lies entirely outside the {w} x {h} image" in message
+    with pytest.raises(BadFileError, match=r"a\.png: image a\.png: box .* entirely outside"):
+        Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+        load_cropped_image(tmp_path / "a.png", (30, 0, 5, 5), 8)
+
+
+def test_partly_outside_and_oversize_boxes_are_clipped_as_before(fx, tmp_path):
+    root = _tree(fx, tmp_path)
+    key = fx.train_keys[6]
+    w, h = fx.sizes[key]
+    for box in ((-10.0, -10.0, 20.0, 20.0), (w - 5.0, h - 5.0, 30.0, 30.0),
+                (-w, -h, 3.0 * w, 3.0 * h), (0.0, 0.0, float(w), float(h))):
+        _set_box(root, key, box)
+        assert CUBDataset(root, "train").uint8_image(6).shape == (3, 76, 76)
+
+
+def test_bbox_problem_by_hand():
+    from t2ilib.data.cub_check import bbox_problem
+
+    assert bbox_problem((0, 0, 10, 10), 10, 10) == ""
+    assert bbox_problem((9.5, 9.5, 1.5, 1.5), 10, 10) == ""
+    assert bbox_problem((-5, -5, 5.5, 5.5), 10, 10) == ""      # overlaps by half a pixel
+    assert "outside" in bbox_problem((10, 0, 4, 4), 10, 10)      # touches the right edge only
+    assert "outside" in bbox_problem((-5, 0, 5, 4), 10, 10)      # ... the left edge only
+    assert bbox_problem((10, 0, 4, 4)) == ""                     # no size: values only
+    assert "finite" in bbox_problem((0, 0, 4))
+    assert "finite" in bbox_problem((0, float("-inf"), 4, 4))
+
+
+def test_malformed_index_lines_are_named(fx, tmp_path):
+    from t2ilib.data.cub_check import read_index
+    from t2ilib.io import BadFileError
+
+    root = _tree(fx, tmp_path)
+    boxes = root / "CUB_200_2011" / "bounding_boxes.txt"
+    lines = boxes.read_text().splitlines()
+    boxes.write_text("\n".join([*lines[:3], "4 1.0 2.0 x 4.0", "99 1 2 3 4", *lines[4:]]) + "\n")
+    with pytest.raises(BadFileError, match=r"bounding_boxes.txt: line 4: cannot parse '4 1.0"):
+        read_bboxes(root)
+    problems = []
+    index = read_index(root, problems)
+    assert [p.reason for p in problems] == ["line 4: cannot parse '4 1.0 2.0 x 4.0'",
+                                            "line 5: image id 99 is not in images.txt"]
+    assert len(index) == 12 and sum(box is None for _, box in index.values()) == 1
+    (root / "CUB_200_2011" / "images.txt").write_bytes(b"1 a.jpg\n2 \xff\xfe.jpg\n")
+    with pytest.raises(BadFileError, match=r"images.txt: not UTF-8 text"):
+        read_bboxes(root)
+
+
+def test_unreadable_caption_files_are_named(fx, tmp_path):
+    from t2ilib.io import BadFileError
+
+    root = _tree(fx, tmp_path)
+    path = root / "text" / f"{fx.train_keys[1]}.txt"
+    good = path.read_bytes()
+    path.write_bytes(good[:20] + b"\xff\xfe\xfa" + good[20:])          # not UTF-8
+    with pytest.raises(BadFileError) as err:
+        read_caption_lines(path)
+    assert err.value.path == path and "not UTF-8 text (byte 0xff at offset 20)" in str(err.value)
+    with pytest.raises(BadFileError, match=fx.train_keys[1].split("/")[1]):
+        CUBDataset(root, "train")                                     # builds captions.pickle
+    assert not (root / "captions.pickle").exists()
+    path.write_bytes(good.replace(b"\n", b"\x00\n"))                   # UTF-8 but binary
+    with pytest.raises(BadFileError, match="not a text file"):
+        read_caption_lines(path)
+    path.write_bytes(_image(root, fx.train_keys[1]).read_bytes())      # a JPEG named .txt
+    with pytest.raises(BadFileError, match="not UTF-8 text"):
+        read_caption_lines(path)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"no such caption file: .*\.txt"):
+        read_caption_lines(path)
+
+
+class _System:
+    """Pickles as a call of os.system (what a malicious pickle does)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("name", ["filenames.pickle", "class_info.pickle"])
+def test_bad_split_pickles_are_named(fx, tmp_path, name):
+    import pickle
+
+    from t2ilib.io import BadFileError
+
+    root = _tree(fx, tmp_path)
+    path = root / "train" / name
+    good = path.read_bytes()
+    marker = tmp_path / "ran"
+    path.write_bytes(pickle.dumps([_System(f"touch {marker}")], protocol=2))
+    with pytest.raises(BadFileError) as err:
+        read_split(root, "train")
+    assert err.value.path == path and not marker.exists()
+    assert "refusing to load global" in str(err.value) and "system" in str(err.value)
+    assert "download it again" in str(err.value)
+    for data, problem in ((b"", "empty"), (good[:len(good) // 2], "truncated"),
+                          (good[:2], "truncated"), (b"GIF89a garbage", "not a pickle"),
+                          (pickle.dumps({"a": 1}), "not a list of")):
+        path.write_bytes(data)
+        with pytest.raises(BadFileError, match=problem) as err:
+            read_split(root, "train")
+        assert err.value.path == path and str(path) in str(err.value)
+
+
+def test_check_files_finds_nothing_in_a_good_tree(fx, tmp_path):
+    from t2ilib.data.cub_check import check_files
+
+    root = _tree(fx, tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    assert check_files(root) == []
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before   # wrote nothing

@@ -38,7 +38,7 @@ from t2ilib.data.cub import (
     CUBDataset,
     check_layout,
 )
-from t2ilib.io import load_torch, save_torch
+from t2ilib.io import BadFileError, load_torch, save_torch
 from t2ilib.runtime import progress
 from t2ilib.text.vocab import Vocabulary
 
@@ -67,7 +67,12 @@ def source_signature(root: str | os.PathLike[str], split: str) -> str:
 
 
 class _Uint8Images(Dataset):
-    """Index -> uint8 image of a CUBDataset (lets a DataLoader decode in worker processes)."""
+    """Index -> ``(uint8 image, None)`` of a CUBDataset, or ``(None, error)`` for a bad file.
+
+    Lets a DataLoader decode in worker processes. The error travels back as plain text
+    (``(path, problem, remedy)`` or ``(message,)`` for a missing file) and is raised again in
+    the main process by :func:`_images_or_raise`: a worker cannot re-raise ``BadFileError``.
+    """
 
     def __init__(self, dataset: CUBDataset):
         self.dataset = dataset
@@ -75,8 +80,21 @@ class _Uint8Images(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Tensor:
-        return self.dataset.uint8_image(index)
+    def __getitem__(self, index: int) -> tuple[Tensor | None, tuple[str, ...] | None]:
+        try:
+            return self.dataset.uint8_image(index), None
+        except BadFileError as err:
+            return None, (str(err.path), err.problem, err.remedy)
+        except FileNotFoundError as err:
+            return None, (str(err),)
+
+
+def _images_or_raise(items: list[tuple[Tensor | None, tuple[str, ...] | None]]) -> list[Tensor]:
+    """The images of a batch of :class:`_Uint8Images` items; raises the first item's error."""
+    for _, error in items:
+        if error is not None:
+            raise FileNotFoundError(error[0]) if len(error) == 1 else BadFileError(*error)
+    return [image for image, _ in items]
 
 
 def build_cache(root: str | os.PathLike[str], split: str, image_size: int = 64,
@@ -84,16 +102,21 @@ def build_cache(root: str | os.PathLike[str], split: str, image_size: int = 64,
                 captions_per_image: int = CAPTIONS_PER_IMAGE, num_workers: int = 0) -> Path:
     """Decode every image of ``split`` once and write the cache file; returns its path.
 
-    ``num_workers > 0`` decodes in DataLoader worker processes (useful for real CUB).
+    ``num_workers > 0`` decodes in DataLoader worker processes (useful for real CUB). The
+    file is written atomically once every image is decoded: an unreadable image or a bad
+    box raises ``BadFileError`` naming the file (a missing image ``FileNotFoundError``) and
+    leaves no cache file, not even part of one (an older cache file stays as it was).
     """
     dataset = CUBDataset(root, split, image_size=image_size,
                          captions_per_image=captions_per_image)
     n, s = len(dataset), dataset.cache_size
     images = torch.empty((n, 3, s, s), dtype=torch.uint8)                      # (N, 3, S, S)
-    loader = DataLoader(_Uint8Images(dataset), batch_size=32, num_workers=num_workers)
+    loader = DataLoader(_Uint8Images(dataset), batch_size=32, num_workers=num_workers,
+                        collate_fn=list)  # items as they are: errors are raised here
     start = 0
-    for batch in progress(loader, desc=f"caching {split} ({n} images, {s}px)", unit="batch"):
-        images[start:start + len(batch)] = batch
+    for items in progress(loader, desc=f"caching {split} ({n} images, {s}px)", unit="batch"):
+        batch = _images_or_raise(items)
+        images[start:start + len(batch)] = torch.stack(batch)
         start += len(batch)
     lengths = torch.tensor([len(c) for c in dataset.captions], dtype=torch.long)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])  # (10N + 1,)

@@ -44,6 +44,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from t2ilib.data.augment import cache_size_for, center_crop, random_crop_flip
+from t2ilib.data.cub_check import CUB_REMEDY, META_REMEDY, bbox_problem, box_text, read_index
+from t2ilib.io import BadFileError, open_image
 from t2ilib.text.vocab import (
     CaptionsPickle,
     Vocabulary,
@@ -56,8 +58,8 @@ from t2ilib.text.vocab import (
 __all__ = [
     "CAPTIONS_PER_IMAGE", "WORDS_NUM", "SPLITS", "bbox_crop_box", "square_box",
     "load_cropped_image", "read_caption_lines", "fit_caption", "collate_sorted",
-    "check_layout", "read_bboxes", "read_split", "load_captions", "CaptionedImages",
-    "CUBDataset",
+    "missing_layout", "check_layout", "read_bboxes", "read_split", "load_captions",
+    "CaptionedImages", "CUBDataset",
 ]
 
 CAPTIONS_PER_IMAGE = 10
@@ -96,17 +98,24 @@ def square_box(box: tuple[int, int, int, int], center: tuple[int, int]
     return x0, y0, x0 + side, y0 + side
 
 
-def load_cropped_image(path: str | os.PathLike[str], bbox: Sequence[float] | None,
-                       size: int) -> Tensor:
+def load_cropped_image(path: str | os.PathLike[str], bbox: Sequence[float] | None, size: int,
+                       remedy: str = "", box_file: str | os.PathLike[str] | None = None,
+                       box_label: str | None = None) -> Tensor:
     """Decode a JPEG (grayscale and CMYK become RGB), bbox-crop it, square it, resize.
 
-    Returns a uint8 tensor ``(3, size, size)``. ``bbox=None`` uses the whole image.
+    Returns a uint8 tensor ``(3, size, size)``. ``bbox=None`` uses the whole image. An
+    unreadable image raises ``BadFileError`` naming it (a missing one ``FileNotFoundError``);
+    a box that does not fit the image (:func:`bbox_problem`) raises ``BadFileError`` naming
+    ``box_file`` (default: the image), ``box_label`` (default: the image's name) and the box.
     """
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    im = open_image(path, remedy)
     width, height = im.size
     if bbox is None:
         bbox = (0.0, 0.0, float(width), float(height))
+    problem = bbox_problem(bbox, width, height)
+    if problem:
+        raise BadFileError(box_file or path, box_text(box_label or f"image {Path(path).name}",
+                                                       bbox, problem), remedy)
     box = bbox_crop_box(bbox, width, height)
     x, y, w, h = bbox
     box = square_box(box, (int((2 * x + w) / 2), int((2 * y + h) / 2)))
@@ -122,12 +131,24 @@ def read_caption_lines(path: str | os.PathLike[str],
 
     Empty lines, whitespace-only lines and lines without any ASCII word token (after
     AttnGAN's tokenisation) are skipped; lines beyond the first ``captions_per_image`` are
-    ignored. Raises ``ValueError`` naming the file when fewer remain.
+    ignored. Raises ``BadFileError`` (a ``ValueError``) naming the file when fewer remain or
+    the file is not UTF-8 text, ``FileNotFoundError`` when it is missing.
     """
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such caption file: {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadFileError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
+                           f"{err.start})", META_REMEDY) from None
+    if "\x00" in text:
+        raise BadFileError(path, "not a text file (it holds NUL bytes)", META_REMEDY)
     kept = [line.strip() for line in text.split("\n") if tokenize(line)]
     if len(kept) < captions_per_image:
-        raise ValueError(f"{path}: {len(kept)} usable captions, need {captions_per_image}")
+        raise BadFileError(path, f"{len(kept)} usable captions, need {captions_per_image}",
+                           META_REMEDY)
     return kept[:captions_per_image]
 
 
@@ -174,11 +195,9 @@ def _images_dir(root: Path) -> Path:
     return root / "CUB_200_2011" / "images"
 
 
-def check_layout(root: str | os.PathLike[str], splits: Sequence[str] = SPLITS) -> Path:
-    """Check that ``root`` holds the CUB + AttnGAN layout; returns ``root`` as a Path.
-
-    Raises ``FileNotFoundError`` listing every missing piece and where it comes from.
-    """
+def missing_layout(root: str | os.PathLike[str], splits: Sequence[str] = SPLITS
+                   ) -> list[tuple[Path, str]]:
+    """The pieces of the CUB + AttnGAN layout missing under ``root``: ``[(path, source)]``."""
     root = Path(root)
     cub = "CUB_200_2011.tgz (data_scripts/download_cub.py), extracted into this folder"
     meta = "the AttnGAN birds metadata zip (data_scripts/download_cub.py)"
@@ -190,33 +209,38 @@ def check_layout(root: str | os.PathLike[str], splits: Sequence[str] = SPLITS) -
     }
     for split in splits:
         needed[root / split / "filenames.pickle"] = meta
-    missing = [f"  {p}  <- {src}" for p, src in needed.items() if not p.exists()]
+    return [(p, src) for p, src in needed.items() if not p.exists()]
+
+
+def check_layout(root: str | os.PathLike[str], splits: Sequence[str] = SPLITS) -> Path:
+    """Check that ``root`` holds the CUB + AttnGAN layout; returns ``root`` as a Path.
+
+    Raises ``FileNotFoundError`` listing every missing piece and where it comes from.
+    """
+    missing = [f"  {p}  <- {src}" for p, src in missing_layout(root, splits)]
     if missing:
         raise FileNotFoundError(f"{root} is not a complete CUB + AttnGAN tree; missing:\n"
                                 + "\n".join(missing))
-    return root
+    return Path(root)
 
 
 def read_bboxes(root: str | os.PathLike[str]) -> dict[str, tuple[float, float, float, float]]:
     """``{key: (x, y, w, h)}`` joined from ``images.txt`` and ``bounding_boxes.txt`` by image id.
 
     Images on disk that ``images.txt`` does not list (CUB's stray ``*_rgb.jpg``) are ignored.
+    A malformed line or a box that is not finite or not of positive size raises
+    ``BadFileError`` naming ``bounding_boxes.txt``, the image and the box.
     """
-    cub = Path(root) / "CUB_200_2011"
-    paths = {}
-    for line in (cub / "images.txt").read_text().split("\n"):
-        if line.strip():
-            image_id, rel = line.split()
-            paths[image_id] = rel[:-4] if rel.endswith(".jpg") else rel
     boxes = {}
-    for line in (cub / "bounding_boxes.txt").read_text().split("\n"):
-        if line.strip():
-            image_id, *xywh = line.split()
-            if image_id not in paths:
-                raise ValueError(f"bounding_boxes.txt names image id {image_id}, "
-                                 "which images.txt does not list")
-            x, y, w, h = map(float, xywh)
-            boxes[paths[image_id]] = (x, y, w, h)
+    for key, (image_id, box) in read_index(root).items():
+        if box is None:
+            continue
+        problem = bbox_problem(box)
+        if problem:
+            raise BadFileError(Path(root) / "CUB_200_2011" / "bounding_boxes.txt",
+                               box_text(f"image id {image_id} ({key})", box, problem),
+                               CUB_REMEDY)
+        boxes[key] = box
     return boxes
 
 
@@ -229,12 +253,19 @@ def read_split(root: str | os.PathLike[str], split: str) -> tuple[list[str], lis
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     folder = Path(root) / split
-    keys = [str(k) for k in safe_load_pickle(folder / "filenames.pickle")]
+    keys = safe_load_pickle(folder / "filenames.pickle")
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+        raise BadFileError(folder / "filenames.pickle", "not a list of image keys", META_REMEDY)
+    keys = list(keys)
     info = folder / "class_info.pickle"
     if info.is_file():
-        class_ids = [int(c) for c in safe_load_pickle(info)]
+        classes = safe_load_pickle(info)
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, int) for c in classes):
+            raise BadFileError(info, "not a list of class ids", META_REMEDY)
+        class_ids = [int(c) for c in classes]
         if len(class_ids) != len(keys):
-            raise ValueError(f"{info}: {len(class_ids)} class ids for {len(keys)} keys")
+            raise BadFileError(info, f"{len(class_ids)} class ids for {len(keys)} keys",
+                               META_REMEDY)
     else:
         class_ids = [int(k.split(".", 1)[0]) for k in keys]
     return keys, class_ids
@@ -399,4 +430,6 @@ class CUBDataset(CaptionedImages):
 
     def uint8_image(self, index: int) -> Tensor:
         """Decode, bbox-crop, square and resize: uint8 ``(3, S, S)`` with ``S = cache_size``."""
-        return load_cropped_image(self.image_path(index), self.bboxes[index], self.cache_size)
+        return load_cropped_image(self.image_path(index), self.bboxes[index], self.cache_size,
+                                  CUB_REMEDY, self.root / "CUB_200_2011" / "bounding_boxes.txt",
+                                  f"image {self.keys[index]}")

@@ -405,7 +405,8 @@ def load_groundtruth(root: str | os.PathLike[str]) -> ToyBirdsTruth:
     try:
         packed = np.load(gt / "masks.npy", allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise BadFileError(gt / "masks.npy", f"not a readable mask array ({err})", REBUILD) from None
+        raise BadFileError(gt / "masks.npy", f"not a readable mask array ({err})",
+                           REBUILD) from None
     if packed.shape[0] != len(keys):
         raise BadFileError(gt, f"{packed.shape[0]} masks for {len(keys)} images", REBUILD)
     return ToyBirdsTruth(keys=keys,

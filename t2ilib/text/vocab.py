@@ -31,7 +31,7 @@ from typing import Any
 
 from nltk.tokenize import RegexpTokenizer
 
-from t2ilib.io import atomic_write
+from t2ilib.io import BadFileError, atomic_write
 
 __all__ = [
     "END_TOKEN", "PAD_ID", "TOKEN_PATTERN", "tokenize", "Vocabulary", "CaptionsPickle",
@@ -184,9 +184,30 @@ def safe_load_pickle(path: str | os.PathLike[str], encoding: str = "latin1") -> 
     """Load a plain-data pickle with :class:`SafeUnpickler`.
 
     ``encoding='latin1'`` reads Python 2 ``str`` objects (AttnGAN's files) as ``str``.
+    A missing file raises ``FileNotFoundError``. A pickle that names a global (refused: it
+    could run code), an empty or truncated file, or one that is not a pickle raises
+    :class:`t2ilib.io.BadFileError` naming the file, what is wrong and what to do.
     """
+    remedy = "Remake it, or download it again (CUB's pickles: data_scripts/download_cub.py)"
     data = Path(path).read_bytes()
-    return SafeUnpickler(io.BytesIO(data), encoding=encoding).load()
+    if not data:
+        raise BadFileError(path, "the file is empty (0 bytes), not a pickle", remedy)
+    try:
+        return SafeUnpickler(io.BytesIO(data), encoding=encoding).load()
+    except pickle.UnpicklingError as err:
+        if str(err).startswith("refusing to load global"):  # from SafeUnpickler.find_class
+            problem = f"{err} (loading it could run code; it was not loaded)"
+        elif "truncated" in str(err):
+            problem = "truncated: the pickle ends early"
+        else:
+            problem = f"truncated or not a pickle ({' '.join(str(err).split())})"
+        raise BadFileError(path, problem, remedy) from None
+    except EOFError:
+        raise BadFileError(path, "truncated: the pickle ends early", remedy) from None
+    except Exception as err:  # a corrupt stream fails in many ways (struct, index, type...)
+        reason = " ".join(str(err).split())[:120] or "corrupt data"
+        raise BadFileError(path, f"truncated or not a pickle ({type(err).__name__}: "
+                             f"{reason})", remedy) from None
 
 
 @dataclass
