@@ -22,18 +22,13 @@ from pathlib import Path
 from t2ilib.data.cache import ensure_cache, load_cache
 from t2ilib.data.cub import SPLITS, load_captions, missing_layout, read_split
 from t2ilib.data.cub_check import Problem, check_files
-from t2ilib.io import BadFileError
+from t2ilib.io import BadFileError, one_line_error
 from t2ilib.runtime import data_root
 
 PROG = "prepare_cub.py"
 MAX_LISTED = 50  # problems listed one per line; the rest are counted
 FIX = ("fix or replace these files (data_scripts/download_cub.py downloads and extracts the "
        "archives again), then run prepare_cub.py again")
-
-
-def _error(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -74,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root
     missing = missing_layout(root)
     if missing:
-        return _error(missing_message(root, missing))
+        return one_line_error(PROG, missing_message(root, missing))
     problems = check_files(root)
     if problems:
         print(report_problems(root, problems), file=sys.stderr)
@@ -96,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{path.stat().st_size / 2**20:.1f} MiB "
                       f"({time.perf_counter() - start:.1f} s)")
     except (BadFileError, OSError, ValueError) as err:
-        return _error(" ".join(str(err).split()))
+        return one_line_error(PROG, err)
     return 0
 
 

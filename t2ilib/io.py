@@ -59,7 +59,7 @@ class BadFileError(BriefError, ValueError):
         super().__init__(f"{path}: {problem}" + (f". {remedy}" if remedy else ""))
 
 
-def one_line_error(prog: str, err: BaseException) -> int:
+def one_line_error(prog: str, err: BaseException | str) -> int:
     """Print ``<prog>: error: <message>`` as one line on stderr; returns exit status 2.
     The scripts' answer to a bad file or argument (the CLI's argparse prints the same)."""
     print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
