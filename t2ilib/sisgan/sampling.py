@@ -89,12 +89,13 @@ def load_sisgan(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         raise CheckpointMismatch(f"{path} is not a SISGAN training checkpoint: {err}") from err
     meta, state = payload["meta"], payload["state"]
     model_config = dict(meta.get("model_config") or {})
-    g = Generator(config_from(SISGANConfig, model_config, path, "model config"), pretrained=False)
+    g_config = config_from(SISGANConfig, model_config, path, "model config")
+    te_config = config_from(TextEncoderConfig, meta.get("text_encoder_config"), path,
+                            "text encoder config")
+    vocab = stored_vocabulary(payload, path, te_config.vocab_size)  # all checked: now build
+    g, te = Generator(g_config, pretrained=False), TextEncoder(te_config)
     load_weights(g, state.get("G"), path, "G")
-    te = TextEncoder(config_from(TextEncoderConfig, meta.get("text_encoder_config"), path,
-                                 "text encoder config"))
     load_weights(te, state.get("text_encoder"), path, "text encoder")
-    vocab = stored_vocabulary(payload, path, te.config.vocab_size)
     log_file = Path(path).parent / "losses.csv"
     info = {"model_config": model_config, "train_config": meta["train_config"],
             "data": meta["data"], "epoch": int(payload["counters"]["epoch"]),

@@ -52,13 +52,14 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
     path = checkpoint_file(path)
     payload = read_checkpoint(path, "ssagan")
     meta, state = payload["meta"], payload["state"]
-    g = Generator(config_from(SSAGANConfig, meta.get("model_config"), path, "model config"))
+    g_config = config_from(SSAGANConfig, meta.get("model_config"), path, "model config")
+    te_config = config_from(TextEncoderConfig, meta.get("text_encoder_config"), path,
+                            "text encoder config")
+    vocab = stored_vocabulary(payload, path, te_config.vocab_size)  # all checked: now build
+    g, te = Generator(g_config), TextEncoder(te_config)
     name = "G_ema" if use_ema and "G_ema" in state else "G"
     load_weights(g, state.get(name), path, name)
-    te = TextEncoder(config_from(TextEncoderConfig, meta.get("text_encoder_config"), path,
-                                 "text encoder config"))
     load_weights(te, state.get("text_encoder"), path, "text encoder")
-    vocab = stored_vocabulary(payload, path, te.config.vocab_size)
     return g.to(device).eval(), te.to(device).eval(), vocab, payload
 
 
