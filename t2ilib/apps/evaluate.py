@@ -20,8 +20,8 @@ second walk), so a shorter run still covers every test image evenly.
 * ``rprec``: :func:`t2ilib.metrics.rprecision.r_precision` (1 true + 99 other-class captions,
   10 folds) with the DAMSM encoders saved in the checkpoint, labelled *training encoder
   (optimistic)* because G was trained against them, or with a held-out DAMSM (``damsm``).
-* ``toy`` (ToyBirds only): the oracle of :mod:`t2ilib.metrics.toy_oracle`, each number with
-  its anchors:
+* ``toy`` (ToyBirds only): the oracle of :mod:`t2ilib.metrics.toy_oracle`, scored by
+  :class:`~t2ilib.metrics.toy_scorer.ToyScorer`, each number with its anchors:
 
   - **alignment**: per attribute the share of generated images in which the oracle reads the
     value the caption asked for (only attributes the caption mentions), beside the *real*
@@ -55,17 +55,16 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from t2ilib.data.augment import center_crop
 from t2ilib.data.cache import CachedCUBDataset
-from t2ilib.data.toybirds import ATTRIBUTES, CAPTIONED, load_groundtruth
 from t2ilib.engine.checkpoint import CheckpointMismatch, load_weights
 from t2ilib.metrics import toy_oracle as oracle_lib
 from t2ilib.metrics.fid import as_uint8
 from t2ilib.metrics.rprecision import encode_captions, encode_images, r_precision
 from t2ilib.metrics.toy_oracle_train import load_or_train_oracle
+from t2ilib.metrics.toy_scorer import ToyScoreConfig, ToyScorer
 from t2ilib.runtime import pick_device, progress
 from t2ilib.ssagan.sampling import generate, load_generator
 
@@ -89,10 +88,9 @@ class EvalConfig:
     rprec_candidates: int = 100
     rprec_folds: int = 10
     is_splits: int = 10
-    mask_threshold: float = 0.5
-    blob_radius: float = 0.3  # the centred-disc baseline, as a fraction of the image side
-    judge_threshold: float = oracle_lib.JUDGE_THRESHOLD  # oracle accuracy needed to score an
-    # attribute; lowering it lets an oracle judge what it cannot read (tests only)
+    mask_threshold: float = 0.5  # the toy metrics' knobs: see ToyScoreConfig
+    blob_radius: float = 0.3
+    judge_threshold: float = oracle_lib.JUDGE_THRESHOLD
 
     def __post_init__(self) -> None:
         parse_metrics(",".join(self.metrics))
@@ -103,6 +101,11 @@ class EvalConfig:
         if "is" in self.metrics and self.n_samples is not None and self.n_samples < self.is_splits:
             raise ValueError(f"IS in {self.is_splits} splits needs at least {self.is_splits} "
                              f"samples, got n_samples={self.n_samples}")
+
+    def toy(self) -> ToyScoreConfig:
+        """The settings of the ``toy`` metrics (:class:`~t2ilib.metrics.toy_scorer.ToyScorer`)."""
+        return ToyScoreConfig(seed=self.seed, mask_threshold=self.mask_threshold,
+                              blob_radius=self.blob_radius, judge_threshold=self.judge_threshold)
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -131,170 +134,6 @@ def sample_plan(n_images: int, captions_per_image: int, samples_per_image: int =
     n = len(one_round) if n_samples is None else n_samples
     reps = math.ceil(n / len(one_round))
     return one_round.repeat(reps, 1)[:n]
-
-
-def _ci95(correct: int, total: int) -> float | None:
-    """Half-width of the normal-approximation 95 % interval of a proportion."""
-    if total == 0:
-        return None
-    p = correct / total
-    return 1.96 * math.sqrt(p * (1 - p) / total)
-
-
-def _scores(counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
-    """``{attr: (correct, counted)}`` -> ``{attr: {accuracy, n, ci95}, "mean": ...}``."""
-    out: dict[str, Any] = {
-        name: {"accuracy": c / t if t else None, "n": t, "ci95": _ci95(c, t)}
-        for name, (c, t) in counts.items()}
-    scored = [v["accuracy"] for v in out.values() if v["n"]]
-    out["mean"] = sum(scored) / len(scored) if scored else None
-    return out
-
-
-class ToyScorer:
-    """The ToyBirds oracle metrics, fed one batch of generated images at a time.
-
-    Args:
-        oracle, report: the frozen judge and its own accuracy on real test images.
-        root: the ToyBirds folder (ground truth: attributes, what each caption mentions).
-        test: the test split at the generator's resolution (``CachedCUBDataset``).
-        plan: ``(N, 2)`` ``(image, caption)`` rows, in the order batches will come.
-        config: thresholds, seed.
-
-    Images reach the oracle quantised to uint8 and put back to the scale of the frames the
-    oracle was trained on (:meth:`view`); real anchor images take the same path (the centre
-    crop of the training cache at ``s``). Masks are compared inside the image's own part of
-    that frame (:meth:`crop`).
-    """
-
-    def __init__(self, oracle: oracle_lib.ToyOracle, report: oracle_lib.OracleReport,
-                 root: str | os.PathLike[str], test: CachedCUBDataset, plan: Tensor,
-                 config: EvalConfig = EvalConfig()):
-        self.oracle, self.report, self.root, self.test = oracle, report, Path(root), test
-        self.plan, self.config = plan, config
-        truth = load_groundtruth(root)
-        self.size = truth.size  # S: the oracle's side (the data set's images)
-        self.resolution = test.image_size  # s: the generator's side
-        cache = test.images.shape[-1]  # training crops of side s come from this side
-        self.inner = min(self.size, round(self.size * self.resolution / cache))
-        self.pad = (self.size - self.inner) // 2
-        keys = test.keys
-        self.targets = [{name: truth.attributes[keys[i]][name]
-                         for name in truth.mentions[keys[i]][j]}
-                        for i, j in plan.tolist()]  # N x {attribute: value asked for}
-        real = self.view(as_uint8(center_crop(test.images, self.resolution)))  # (n_test, 3, S, S)
-        real_pred = oracle_lib.predict_attributes(oracle, real)
-        labels = {name: torch.tensor([ATTRIBUTES[name].index(truth.attributes[k][name])
-                                      for k in keys]) for name in ATTRIBUTES}
-        self.pipeline_accuracy = {name: float((real_pred[name] == labels[name]).double().mean())
-                                  for name in ATTRIBUTES}
-        self.judged = tuple(n for n in CAPTIONED
-                            if self.pipeline_accuracy[n] >= config.judge_threshold)
-        self.real_pred_plan = {name: p[plan[:, 0]] for name, p in real_pred.items()}  # (N,)
-        self.real_features = oracle_lib.oracle_features(oracle, real)  # (n_test, F)
-        self.pred: dict[str, list[Tensor]] = {name: [] for name in ATTRIBUTES}
-        self.features: list[Tensor] = []
-        self.stage_sizes: list[int] = []
-        self.stage_iou: list[float] = []
-        self.baseline_iou = {"centred_blob": 0.0, "whole_image": 0.0}
-        self.bird_fraction = 0.0
-        self.n = 0
-
-    def view(self, images: Tensor) -> Tensor:
-        """uint8 ``(B, 3, s, s)`` -> float ``(B, 3, S, S)`` in [-1, 1], the oracle's input.
-
-        A generated (or centre-cropped real) image shows the middle ``s / S_cache`` of a
-        frame: it is resized to ``inner`` px and edge-padded to ``S``, so the bird has the
-        scale the oracle was trained on. (At s = 32 and S = 64, bicubic enlarging lets the
-        oracle read the body colour of real birds 95.8 % of the time, bilinear 94.2 %.)
-        """
-        x = images.float().div(127.5).sub(1.0)
-        if x.shape[-1] > self.inner:  # shrink: antialiased bilinear
-            x = F.interpolate(x, size=(self.inner, self.inner), mode="bilinear",
-                              align_corners=False, antialias=True)
-        elif x.shape[-1] < self.inner:  # enlarge: bicubic keeps small parts' colours readable
-            x = F.interpolate(x, size=(self.inner, self.inner), mode="bicubic",
-                              align_corners=False).clamp(-1.0, 1.0)
-        rest = self.size - self.inner - self.pad
-        return F.pad(x, (self.pad, rest, self.pad, rest), mode="replicate")
-
-    def crop(self, masks: Tensor) -> Tensor:
-        """``(B, S, S)`` in the oracle's frame -> ``(B, inner, inner)``, the image's own part."""
-        return masks[:, self.pad:self.pad + self.inner, self.pad:self.pad + self.inner]
-
-    def update(self, images: Tensor, masks: list[Tensor]) -> None:
-        """One batch: uint8 images ``(B, 3, s, s)`` and G's masks ``[(B, 1, r, r)]`` (or ``[]``)."""
-        x = self.view(images)
-        for name, p in oracle_lib.predict_attributes(self.oracle, x).items():
-            self.pred[name].append(p)
-        self.features.append(oracle_lib.oracle_features(self.oracle, x))
-        seg = self.crop(oracle_lib.segment(self.oracle, x))  # (B, inner, inner) bool
-        b, s = seg.shape[0], self.inner
-        if not self.stage_sizes:
-            self.stage_sizes = [int(m.shape[-1]) for m in masks]
-            self.stage_iou = [0.0] * len(masks)
-        for k, m in enumerate(masks):
-            up = F.interpolate(m.float().cpu(), size=(s, s), mode="bilinear",
-                               align_corners=False)[:, 0] > self.config.mask_threshold
-            self.stage_iou[k] += float(oracle_lib.mask_iou(up, seg).sum())
-        blob = oracle_lib.centred_blob(b, s, self.config.blob_radius)
-        self.baseline_iou["centred_blob"] += float(oracle_lib.mask_iou(blob, seg).sum())
-        whole = torch.ones(b, s, s, dtype=torch.bool)
-        self.baseline_iou["whole_image"] += float(oracle_lib.mask_iou(whole, seg).sum())
-        self.bird_fraction += float(seg.float().mean((1, 2)).sum())
-        self.n += b
-
-    def _floor(self, m: int) -> tuple[float, int]:
-        """Toy FID of ``m`` real training images vs the real test images (the floor)."""
-        train = CachedCUBDataset(self.root, "train", image_size=self.resolution)
-        m = min(m, len(train))
-        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(
-            self.config.seed))[:m].sort().values
-        feats = [oracle_lib.oracle_features(self.oracle, self.view(as_uint8(
-            center_crop(train.images[pick[a:a + 256]], self.resolution))))
-            for a in range(0, m, 256)]
-        return oracle_lib.frechet_distance(torch.cat(feats), self.real_features), m
-
-    def result(self) -> dict[str, Any]:
-        """The ``toy`` section of the report."""
-        if self.n != len(self.plan):
-            raise ValueError(f"the scorer got {self.n} images for a plan of {len(self.plan)}")
-        pred = {name: torch.cat(p) for name, p in self.pred.items()}
-        judged = self.judged
-        generated = oracle_lib.alignment(pred, self.targets, judged)
-        real = oracle_lib.alignment(self.real_pred_plan, self.targets, judged)
-        shuffled = oracle_lib.alignment(
-            pred, oracle_lib.shuffled(self.targets, self.config.seed), judged)
-        chance: dict[str, Any] = {name: 1.0 / len(ATTRIBUTES[name]) for name in judged}
-        chance["mean"] = sum(chance.values()) / len(judged) if judged else None
-        features = torch.cat(self.features)
-        floor, m = self._floor(len(features))
-        n = self.n
-        return {
-            "oracle": {"accuracy": self.report.accuracy, "mask_iou": self.report.mask_iou,
-                       "n_test": self.report.n_test, "mean_accuracy": self.report.mean_accuracy},
-            "pipeline": {"generator_resolution": self.resolution, "oracle_resolution": self.size,
-                         "resized_to": self.inner, "real_accuracy": self.pipeline_accuracy},
-            "judged": list(judged),
-            "not_judged": [name for name in CAPTIONED if name not in judged],
-            "alignment": {"generated": _scores(generated), "real": _scores(real),
-                          "shuffled": _scores(shuffled), "chance": chance},
-            "toy_fid": {"generated": oracle_lib.frechet_distance(features, self.real_features),
-                        "real_vs_real": floor, "n_generated": len(features),
-                        "n_real_split": m, "n_reference": len(self.real_features),
-                        "feature_dim": int(features.shape[1])},
-            "mask_iou": {
-                "stages": [{"size": r, "iou": v / n}
-                           for r, v in zip(self.stage_sizes, self.stage_iou)],
-                "centred_blob": self.baseline_iou["centred_blob"] / n,
-                "whole_image": self.baseline_iou["whole_image"] / n,
-                "bird_fraction": self.bird_fraction / n,
-                "threshold": self.config.mask_threshold,
-                "blob_radius": self.config.blob_radius,
-                "note": "" if self.stage_sizes else "this generator predicts no masks "
-                                                    "(DF-GAN blocks)",
-            },
-        }
 
 
 def _rprec_encoders(payload: dict[str, Any], checkpoint: str | os.PathLike[str],
@@ -385,7 +224,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
             judge_net, report, _ = oracle_lib.load_oracle(oracle, device)
         else:
             judge_net, report = load_or_train_oracle(root, device=device)
-        toy = ToyScorer(judge_net, report, root, test, plan, config)
+        toy = ToyScorer(judge_net, report, root, test, plan, config.toy())
 
     gen = torch.Generator().manual_seed(config.seed)
     bar = progress(range(0, len(plan), config.batch_size), desc="evaluate", leave=False)
