@@ -16,7 +16,7 @@ from t2ilib.data.augment import (
 from t2ilib.data.cache import CachedCUBDataset, build_cache, cache_path, ensure_cache, load_cache
 from t2ilib.data.cub import CUBDataset, collate_sorted, load_captions
 from t2ilib.data.fixtures import make_cub_fixture
-from t2ilib.io import load_torch
+from t2ilib.io import BadFileError, load_torch
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,12 @@ def test_ensure_cache_reuses_and_rebuilds(fx, tmp_path):
     ensure_cache(root, "train", 64)
     assert path.stat().st_mtime_ns != stamp
     path.write_bytes(b"not a cache")                                      # corrupt file
+    with pytest.raises(BadFileError, match="ensure_cache .* rebuilds it"):
+        load_cache(path)
+    stale = path.parent / f".{path.name}.x1y2z3.tmp"                      # a killed build's
+    stale.write_bytes(b"half a cache")
     assert load_cache(ensure_cache(root, "train", 64))["images"].shape[0] == 8
+    assert not stale.exists()
 
 
 def test_uint8_items_for_device_augmentation(fx):
@@ -167,7 +172,6 @@ def _files(root):
 def test_a_bad_image_midway_leaves_no_cache_file(fx, tmp_path, num_workers):
     import shutil
 
-    from t2ilib.io import BadFileError
 
     root = tmp_path / "birds"
     shutil.copytree(fx.root, root, ignore=shutil.ignore_patterns("cache"))
@@ -189,7 +193,6 @@ def test_a_bad_image_midway_leaves_no_cache_file(fx, tmp_path, num_workers):
 def test_a_failed_rebuild_keeps_the_old_cache_file(fx, tmp_path):
     import shutil
 
-    from t2ilib.io import BadFileError
 
     root = tmp_path / "birds"
     shutil.copytree(fx.root, root, ignore=shutil.ignore_patterns("cache"))

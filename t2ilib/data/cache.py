@@ -38,7 +38,7 @@ from t2ilib.data.cub import (
     CUBDataset,
     check_layout,
 )
-from t2ilib.io import BadFileError, load_torch, save_torch
+from t2ilib.io import BadFileError, load_torch, remove_stale_temporaries, save_torch
 from t2ilib.runtime import progress
 from t2ilib.text.vocab import Vocabulary
 
@@ -136,9 +136,10 @@ def build_cache(root: str | os.PathLike[str], split: str, image_size: int = 64,
 
 def load_cache(path: str | os.PathLike[str], mmap: bool = True) -> dict[str, Any]:
     """Read a cache file (``weights_only=True``; memory-mapped by default) and check its version."""
-    obj = load_torch(path, mmap=mmap)
+    remedy = "Delete it: ensure_cache (or prepare_cub.py) rebuilds it from the images"
+    obj = load_torch(path, mmap=mmap, remedy=remedy)
     if not isinstance(obj, dict) or obj.get("version") != CACHE_VERSION:
-        raise ValueError(f"{path} is not a t2ilib tensor cache of version {CACHE_VERSION}")
+        raise BadFileError(path, f"not a t2ilib tensor cache of version {CACHE_VERSION}", remedy)
     return obj
 
 
@@ -147,6 +148,7 @@ def ensure_cache(root: str | os.PathLike[str], split: str, image_size: int = 64,
     """The cache file of ``split``, (re)built when it is missing, stale or of another version."""
     root = check_layout(root)
     path = cache_path(root, split, image_size)
+    remove_stale_temporaries(path.parent)  # left by a build killed while it was writing
     if path.is_file():
         try:
             header = load_cache(path)
