@@ -11,12 +11,14 @@ Result (reference notes ``metrics_data.md`` §3.4, ``sisgan.md`` §3.5)::
     <root>/flowers/imagelabels.mat     'labels' 1 x 8189, classes 1..102
     <root>/flowers/setid.mat           'trnid' / 'valid' / 'tstid', 1-based image ids
     <root>/flowers/.../text_c10/class_XXXXX/image_XXXXX.txt   10 captions per image
+    <root>/flowers/.../trainvalclasses.txt, testclasses.txt   Reed's class split (82 / 20)
 
 The images and ``.mat`` files are checked against the MD5s torchvision's ``Flowers102`` uses.
 Reed's caption archive has no published checksum: its first download is trusted and its SHA-256
 recorded beside it (trust on first use). The script prints where ``text_c10`` ended up (the
-archive may wrap it in one folder). Rerunning is cheap: verified files are reused, extracted
-archives skipped.
+archive may wrap it in one folder) and checks the archive's class lists against the copy of Reed's
+class split that t2ilib ships (``t2ilib/data/flowers_split/``): a disagreement is an error naming
+both files. Rerunning is cheap: verified files are reused, extracted archives skipped.
 """
 
 from __future__ import annotations
@@ -52,8 +54,11 @@ def download_flowers(root: str | os.PathLike[str], *, mirror: str | None = None,
 
     ``resources`` is the download table (tests pass one describing their own archives).
     Raises ``DownloadError`` / ``ChecksumError`` / ``ArchiveError`` with instructions,
-    and ``FileNotFoundError`` when the archives do not produce the expected layout.
+    ``FileNotFoundError`` when the archives do not produce the expected layout, and
+    ``ValueError`` when the archive's class lists disagree with the package's copy of Reed's split.
     """
+    from t2ilib.data.flowers import LIST_NAMES, reed_class_split
+
     flowers = Path(root) / "flowers"
     _, _, images, caps = [fetch(res, folder, mirror=mirror, timeout=timeout, retries=retries,
                                 log=log) for res, folder in files_needed(root, resources)]
@@ -71,6 +76,10 @@ def download_flowers(root: str | os.PathLike[str], *, mirror: str | None = None,
     n_classes = sum(1 for c in text.iterdir() if c.is_dir())
     log(f"[flowers] ready: {n_images:,} images in {flowers / 'jpg'}; captions for {n_classes} "
         f"classes in {text}")
+    train, test, _ = reed_class_split(text.parent)  # ValueError if the archive's lists disagree
+    shipped = [n for n in LIST_NAMES if (text.parent / n).is_file()]
+    log(f"[flowers] Reed's class split: {len(train)} train+val / {len(test)} test classes"
+        + (f" (the archive's {' and '.join(shipped)}: same classes as ours)" if shipped else ""))
     return text
 
 

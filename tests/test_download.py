@@ -32,6 +32,7 @@ from t2ilib.data.resources import (
     DownloadError,
     Resource,
     file_digests,
+    manual_instructions,
     sidecar_path,
 )
 
@@ -361,6 +362,40 @@ def test_the_table():
                for s in r.sources)
 
 
+FLOWERS_DRIVE_ID, FLOWERS_DRIVE_KEY = "0B0ywwgffWnLLcms2WWJQRFNSWXM", "0-Av8zFbeDDvNcF1sSjDR32w"
+
+
+def test_flowers_captions_drive_urls_carry_the_resource_key():
+    res = RESOURCES["flowers_captions"]
+    base = "https://drive.example"
+    assert res.urls(gdrive_base=base) == [  # the share link's key first, then the bare id
+        (f"{base}/uc?export=download&id={FLOWERS_DRIVE_ID}&resourcekey={FLOWERS_DRIVE_KEY}", True),
+        (f"{base}/uc?export=download&id={FLOWERS_DRIVE_ID}", True)]
+    assert res.browser_urls() == [
+        f"https://drive.google.com/file/d/{FLOWERS_DRIVE_ID}/view?resourcekey={FLOWERS_DRIVE_KEY}",
+        f"https://drive.google.com/file/d/{FLOWERS_DRIVE_ID}/view"]
+    assert res.urls(mirror="http://m/") == [("http://m/cvpr2016_flowers.tar.gz", False)]
+    text = manual_instructions(res, "/data/downloads/cvpr2016_flowers.tar.gz")
+    assert f"view?resourcekey={FLOWERS_DRIVE_KEY}" in text
+
+
+@pytest.mark.parametrize("source", ["gdrive:FILEid_123456?resourcekey=",
+                                    "gdrive:FILEid_123456?key=0-abc",
+                                    "gdrive:FILEid_123456?resourcekey=0-a b",
+                                    "gdrive:FILEid_123456&resourcekey=0-abc"])
+def test_malformed_drive_resource_keys_are_refused(source):
+    with pytest.raises(ValueError, match="resourcekey"):
+        Resource(name="x", filename="x.bin", sources=(source,))
+
+
+def test_drive_download_sends_the_resource_key(server, tmp_path):
+    server.drive["FILEid_123456"] = DATA
+    res = resource(sources=("gdrive:FILEid_123456?resourcekey=0-Key_42-x",))
+    got = fetch(res, tmp_path, gdrive_base=server.url, timeout=TIMEOUT, log=lambda _: None)
+    assert got.path.read_bytes() == DATA
+    assert server.requests[0][0] == "/uc?export=download&id=FILEid_123456&resourcekey=0-Key_42-x"
+
+
 # ------------------------------------------------------------------------------------------------
 # the scripts, end to end against archives made here
 
@@ -449,6 +484,39 @@ def test_download_flowers_finds_the_captions(server, tmp_path):
     assert sorted(p.name for p in (flowers / "jpg").iterdir()) == ["image_00001.jpg",
                                                                     "image_00002.jpg"]
     assert (flowers / "setid.mat").read_bytes() == mats["setid.mat"]
+
+
+@pytest.mark.parametrize("agree", [True, False])
+def test_download_flowers_checks_the_archives_class_lists(server, tmp_path, agree):
+    from t2ilib.data.flowers import SPLIT_DIR
+
+    ours = (SPLIT_DIR / "testclasses.txt").read_bytes()
+    theirs = ours if agree else ours.replace(b"class_00020\n", b"class_00021\n")
+    captions = tgz({"cvpr2016_flowers/text_c10/class_00001/image_00001.txt": b"red petals\n",
+                    "cvpr2016_flowers/testclasses.txt": theirs})
+    images = tgz({"jpg/image_00001.jpg": b"a"})
+    mats = {"imagelabels.mat": b"MATLAB 5.0 stand-in labels", "setid.mat": b"MATLAB stand-in ids"}
+    server.files.update({"102flowers.tgz": images, "cvpr2016_flowers.tar.gz": captions, **mats})
+    table = {**RESOURCES, "flowers_images": pinned("flowers_images", images),
+             "flowers_labels": pinned("flowers_labels", mats["imagelabels.mat"]),
+             "flowers_splits": pinned("flowers_splits", mats["setid.mat"])}
+    script = load_script("download_flowers")
+    logs: list[str] = []
+
+    def run():
+        return script.download_flowers(tmp_path, mirror=server.url, resources=table,
+                                       timeout=TIMEOUT, log=logs.append)
+
+    archived = tmp_path / "flowers" / "cvpr2016_flowers" / "testclasses.txt"
+    if agree:
+        run()
+        assert any("82 train+val / 20 test classes (the archive's testclasses.txt: same "
+                   "classes as ours)" in m for m in logs)
+    else:
+        with pytest.raises(ValueError, match="disagree") as err:
+            run()
+        assert str(archived) in str(err.value)
+        assert str(SPLIT_DIR / "testclasses.txt") in str(err.value)
 
 
 @pytest.mark.parametrize("script_name, filename, check, later", [

@@ -6,16 +6,20 @@ What ``data_scripts/download_flowers.py`` puts under ``<root>`` (default ``data/
     imagelabels.mat                             'labels': 1 x 8189, classes 1..102
     setid.mat                                   'trnid' / 'valid' / 'tstid': 1-based image ids
     <one folder>/text_c10/class_00001/image_06734.txt ...   10 captions per image
-    <one folder>/trainvalclasses.txt, testclasses.txt   (Reed's class split, when shipped)
+    <one folder>/trainvalclasses.txt, testclasses.txt   (Reed's class split, if the archive has it)
 
 The ``.mat`` files are MATLAB v5 files, read with ``scipy.io.loadmat(squeeze_me=True)``; a
 split holding a single id comes back as a 0-d scalar, so every split goes through
 ``np.atleast_1d`` (``metrics_data.md`` §3.4).
 
-**Splits.** SISGAN and TAGAN train on Reed et al.'s *class-disjoint* split (82 train+val
-classes, 20 test classes; ``trainvalclasses.txt`` / ``testclasses.txt``). Without those
-lists the reader falls back to Oxford's own image split (``trnid`` + ``valid`` for training,
-``tstid`` for testing), and says so in :attr:`FlowersDataset.scheme`.
+**Splits.** SISGAN and TAGAN train on Reed et al.'s *class-disjoint* split: 82 train+val
+classes and 20 test classes, listed in ``trainvalclasses.txt`` / ``testclasses.txt`` (Reed et al.,
+CVPR 2016). The package ships these two lists in ``t2ilib/data/flowers_split/`` (see the README
+there), so the default ``scheme="classes"`` does not depend on the archive. When the archive's own
+copies sit next to ``text_c10``, each must name the same classes as ours; otherwise a
+``ValueError`` names both files (:func:`reed_class_split`). ``scheme="setid"`` selects Oxford's
+image split instead (``trnid`` + ``valid`` = 2,040 training images, ``tstid`` for testing). That
+split is **not** class-disjoint, and a ``UserWarning`` says so every time it is used.
 
 **Captions and vocabulary.** Each caption file keeps its first ten lines that contain a
 word (as the CUB reader does); the vocabulary is built from every caption of every image in
@@ -32,6 +36,7 @@ an 11th caption, a one-id split), for the tests.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,12 +53,20 @@ from t2ilib.data.cub import (
 )
 from t2ilib.text.vocab import Vocabulary, tokenize
 
-__all__ = ["N_CLASSES", "SCHEMES", "read_mat_array", "read_labels", "read_setid",
-           "find_text_root", "read_class_list", "caption_file", "FlowersIndex", "flowers_index",
-           "FlowersDataset", "FlowersFixture", "make_flowers_fixture"]
+__all__ = ["N_CLASSES", "SCHEMES", "SPLIT_DIR", "LIST_NAMES", "SETID_WARNING", "read_mat_array",
+           "read_labels", "read_setid", "find_text_root", "read_class_list", "reed_class_split",
+           "caption_file", "FlowersIndex", "flowers_index", "FlowersDataset", "FlowersFixture",
+           "make_flowers_fixture"]
 
 N_CLASSES = 102
-SCHEMES = ("auto", "classes", "setid")  # how to split: Reed's class lists or Oxford's setid.mat
+#: How to split: Reed's class lists (default), Oxford's setid.mat, or "auto" (the class lists,
+#: falling back to setid only when no class list can be found at all).
+SCHEMES = ("classes", "setid", "auto")
+#: The package's copy of Reed's class split (82 train+val / 20 test classes).
+SPLIT_DIR = Path(__file__).resolve().parent / "flowers_split"
+LIST_NAMES = ("trainvalclasses.txt", "testclasses.txt")
+SETID_WARNING = ("Oxford's setid.mat image split is not class-disjoint: test classes are seen in "
+                 "training; the paper's figures use Reed's class split (scheme='classes')")
 
 
 def read_mat_array(path: str | os.PathLike[str], name: str) -> np.ndarray:
@@ -110,6 +123,45 @@ def read_class_list(path: str | os.PathLike[str]) -> list[int]:
     return out
 
 
+def reed_class_split(archive_dir: str | os.PathLike[str] | None = None,
+                     shipped_dir: str | os.PathLike[str] | None = None,
+                     ) -> tuple[set[int], set[int], tuple[Path, Path]]:
+    """Reed's train+val and test classes, from the package's lists, checked against the archive's.
+
+    ``shipped_dir`` (default :data:`SPLIT_DIR`) holds the package's ``trainvalclasses.txt`` and
+    ``testclasses.txt``; ``archive_dir`` is the folder of ``text_c10``, where Reed's archive keeps
+    its own copies. Each archive list that is present must name the same classes as the package's
+    one, else ``ValueError`` naming both files. If the package's lists are missing (an install
+    without its data files), the archive's are used; if there are none, ``FileNotFoundError``.
+
+    Returns ``(trainval_classes, test_classes, (trainval_file, test_file))``.
+    """
+    ours = [Path(shipped_dir if shipped_dir is not None else SPLIT_DIR) / n for n in LIST_NAMES]
+    theirs = [Path(archive_dir) / n for n in LIST_NAMES] if archive_dir is not None else []
+    if all(p.is_file() for p in ours):
+        used = ours
+        for mine, other in zip(ours, theirs):
+            if not other.is_file():
+                continue
+            a, b = set(read_class_list(other)), set(read_class_list(mine))
+            if a != b:
+                raise ValueError(f"Reed's class lists disagree: {other} (the archive's) and {mine} "
+                                 f"(the package's) differ: only in the archive's "
+                                 f"{sorted(a - b)}, only in the package's {sorted(b - a)}; one "
+                                 "of them is not Reed's cvpr2016_flowers split")
+    elif theirs and all(p.is_file() for p in theirs):
+        used = theirs
+    else:
+        missing = [str(p) for p in [*ours, *theirs] if not p.is_file()]
+        raise FileNotFoundError(f"Reed's class lists are missing: {missing} (the package's copy "
+                                "belongs in t2ilib/data/flowers_split/: reinstall t2ilib; "
+                                "scheme='setid' needs no list but is not class-disjoint)")
+    train, test = (set(read_class_list(p)) for p in used)
+    if train & test:
+        raise ValueError(f"classes in both {used[0]} and {used[1]}: {sorted(train & test)}")
+    return train, test, (used[0], used[1])
+
+
 def caption_file(text_root: Path, label: int, image_id: int) -> Path:
     """``text_c10/class_<label:05d>/image_<id:05d>.txt``."""
     return text_root / f"class_{label:05d}" / f"image_{image_id:05d}.txt"
@@ -124,13 +176,21 @@ class FlowersIndex:
     scheme: str  # "classes" (Reed's class split) or "setid" (Oxford's image split)
     labels: np.ndarray  # (8189,) class of image id i + 1
     ids: dict[str, list[int]] = field(default_factory=dict)  # split -> sorted 1-based ids
+    class_lists: tuple[Path, Path] | None = None  # the two lists used ("classes" only)
 
 
-def flowers_index(root: str | os.PathLike[str], scheme: str = "auto") -> FlowersIndex:
-    """Read labels, the split and locate the captions of an Oxford-102 folder.
+def flowers_index(root: str | os.PathLike[str], scheme: str = "classes") -> FlowersIndex:
+    """Read the labels and the split of an Oxford-102 folder, and locate its captions.
 
-    ``scheme``: ``"classes"`` (Reed's class lists, required), ``"setid"`` (Oxford's image
-    split) or ``"auto"`` (the class lists when they are next to ``text_c10``, else setid).
+    ``scheme``:
+
+    * ``"classes"`` (default): Reed et al.'s class-disjoint split (82 train+val / 20 test
+      classes), from the package's lists, checked against the archive's copies next to
+      ``text_c10`` when those are there (:func:`reed_class_split`).
+    * ``"setid"``: Oxford's image split, ``trnid`` + ``valid`` for training and ``tstid`` for
+      testing. It is not class-disjoint, so a ``UserWarning`` (:data:`SETID_WARNING`) is issued.
+    * ``"auto"``: ``"classes"``, falling back to ``"setid"`` (with the warning) only when no
+      class list can be found.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -140,17 +200,25 @@ def flowers_index(root: str | os.PathLike[str], scheme: str = "auto") -> Flowers
                                 "(data_scripts/download_flowers.py)")
     labels = read_labels(root / "imagelabels.mat")
     text_root = find_text_root(root)
-    lists = [text_root.parent / "trainvalclasses.txt", text_root.parent / "testclasses.txt"]
-    if scheme == "auto":
-        scheme = "classes" if all(p.is_file() for p in lists) else "setid"
     all_ids = np.arange(1, len(labels) + 1)
+    lists = None
+    if scheme in ("classes", "auto"):
+        try:
+            train_classes, test_classes, lists = reed_class_split(text_root.parent)
+            scheme = "classes"
+        except FileNotFoundError as err:
+            if scheme == "classes":
+                raise
+            warnings.warn(f"{err}; falling back to Oxford's setid.mat split. {SETID_WARNING}",
+                          UserWarning, stacklevel=2)
+            scheme = "setid"
+    elif scheme == "setid":
+        warnings.warn(SETID_WARNING, UserWarning, stacklevel=2)
     if scheme == "classes":
-        missing = [str(p) for p in lists if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"Reed's class lists are missing: {missing}")
-        train_classes, test_classes = (set(read_class_list(p)) for p in lists)
-        if train_classes & test_classes:
-            raise ValueError(f"classes in both lists: {sorted(train_classes & test_classes)}")
+        unlisted = sorted(set(labels.tolist()) - train_classes - test_classes)
+        if unlisted:
+            raise ValueError(f"classes {unlisted[:10]} of {root / 'imagelabels.mat'} are in "
+                             f"neither {lists[0]} nor {lists[1]}")
         ids = {"train": all_ids[np.isin(labels, list(train_classes))].tolist(),
                "test": all_ids[np.isin(labels, list(test_classes))].tolist()}
     else:
@@ -160,7 +228,7 @@ def flowers_index(root: str | os.PathLike[str], scheme: str = "auto") -> Flowers
             raise ValueError(f"setid.mat names image ids outside 1..{len(labels)}: {bad[:5]}")
         ids = {"train": sorted(int(i) for i in np.concatenate([sets["trnid"], sets["valid"]])),
                "test": sorted(int(i) for i in sets["tstid"])}
-    return FlowersIndex(root, text_root, scheme, labels, ids)
+    return FlowersIndex(root, text_root, scheme, labels, ids, lists)
 
 
 class FlowersDataset(CaptionedImages):
@@ -172,18 +240,22 @@ class FlowersDataset(CaptionedImages):
         image_size: output side ``s`` (images are resized to ``int(s * 76 / 64)`` first).
         train: random crop + flip if True, centre crop if False (default: ``split == "train"``).
         words_num, seed: as for :class:`~t2ilib.data.cub.CUBDataset`.
-        scheme: the split (see :func:`flowers_index`).
+        scheme: the split: ``"classes"`` (Reed's class-disjoint split, the default), ``"setid"``
+            (Oxford's image split, not class-disjoint: warns) or ``"auto"`` (see
+            :func:`flowers_index`).
 
     Keys are ``"class_00077/image_00001"``; ``class_ids`` are the labels 1..102.
+    ``class_lists`` names the two class lists used (``None`` for setid).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train", image_size: int = 64,
                  train: bool | None = None, words_num: int = WORDS_NUM, seed: int | None = None,
-                 scheme: str = "auto", captions_per_image: int = CAPTIONS_PER_IMAGE):
+                 scheme: str = "classes", captions_per_image: int = CAPTIONS_PER_IMAGE):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         index = flowers_index(root, scheme)
         self.root, self.text_root, self.scheme = index.root, index.text_root, index.scheme
+        self.class_lists = index.class_lists
         self.split = split
         labels = index.labels
         self.image_ids = index.ids[split]
@@ -230,6 +302,8 @@ class FlowersFixture:
 
     root: Path
     labels: list[int]  # class of image id i + 1
+    train_classes: list[int]  # two of Reed's train+val classes
+    test_classes: list[int]  # one of Reed's test classes
     train_ids: list[int]  # by Reed's class lists
     test_ids: list[int]
     setid: dict[str, list[int]]
@@ -239,22 +313,30 @@ class FlowersFixture:
 
 
 def make_flowers_fixture(out_dir: str | os.PathLike[str], seed: int = 0,
-                         class_lists: bool = True, compress: bool = True) -> FlowersFixture:
-    """Write a 12-image Oxford-102 + ``text_c10`` tree in the real layout, for tests.
+                         class_lists: bool = True, compress: bool = True,
+                         images_per_class: int = 4) -> FlowersFixture:
+    """Write a small Oxford-102 + ``text_c10`` tree (12 images) in the real layout, for tests.
 
-    Classes 1, 2, 3 (four images each, ids interleaved as in the real file); Reed's lists put
-    classes 1-2 in train+val and 3 in test (``class_lists=False`` leaves them out);
-    ``setid.mat`` has a **one-id** ``valid`` split; image 2 is a **greyscale** JPEG; image 5's
-    caption file has an empty line, a whitespace line, a non-ASCII word and 11 captions.
-    ``compress`` writes ``imagelabels.mat`` zlib-compressed (as MATLAB 7 does).
+    Three classes with ``images_per_class`` images each (4: 12 images; 12 gives a 12-image test
+    split), ids interleaved as in the real file: the first two train+val classes and the first
+    test class of the package's lists (:func:`reed_class_split`), so the class split has both
+    halves. ``class_lists`` also writes the two lists next to
+    ``text_c10`` as Reed's archive does (copies of the package's lists; ``False`` leaves them out).
+    ``setid.mat`` has a **one-id** ``valid`` split; image 2 (a train class) is a **greyscale**
+    JPEG; image 5's caption file has an empty line, a whitespace line, a non-ASCII word and 11
+    captions. ``compress`` writes ``imagelabels.mat`` zlib-compressed (as MATLAB 7 does).
     """
     from PIL import Image
     from scipy.io import savemat
 
+    if images_per_class < 2:
+        raise ValueError(f"images_per_class must be at least 2, got {images_per_class}")
     rng = np.random.default_rng(seed)
     root = Path(out_dir)
     (root / "jpg").mkdir(parents=True, exist_ok=True)
-    labels = [1, 2, 3] * 4  # image id i + 1 -> class
+    trainval, test, lists = reed_class_split()
+    train_classes, test_classes = sorted(trainval)[:2], sorted(test)[:1]
+    labels = [*train_classes, *test_classes] * images_per_class  # image id i + 1 -> class
     text_root = root / "cvpr2016_flowers" / "text_c10"
     captions: dict[int, list[str]] = {}
     grayscale_id, quirky_id = 2, 5
@@ -283,9 +365,9 @@ def make_flowers_fixture(out_dir: str | os.PathLike[str], seed: int = 0,
     savemat(root / "setid.mat", {k: np.asarray(v, dtype=np.float64)[None]
                                  for k, v in setid.items()})
     if class_lists:
-        (text_root.parent / "trainvalclasses.txt").write_text("class_00001\nclass_00002\n")
-        (text_root.parent / "testclasses.txt").write_text("class_00003\n")
-    train_ids = [i for i, c in enumerate(labels, start=1) if c in (1, 2)]
-    test_ids = [i for i, c in enumerate(labels, start=1) if c == 3]
-    return FlowersFixture(root, labels, train_ids, test_ids, setid, grayscale_id, quirky_id,
-                          captions)
+        for name, path in zip(LIST_NAMES, lists):
+            (text_root.parent / name).write_bytes(path.read_bytes())
+    train_ids = [i for i, c in enumerate(labels, start=1) if c in train_classes]
+    test_ids = [i for i, c in enumerate(labels, start=1) if c in test_classes]
+    return FlowersFixture(root, labels, train_classes, test_classes, train_ids, test_ids, setid,
+                          grayscale_id, quirky_id, captions)

@@ -57,7 +57,9 @@ _HEX = re.compile(r"[0-9a-f]+")
 class Resource:
     """One downloadable file: where it lives, how big it is, what it must hash to.
 
-    ``sources`` are tried in order; each is an ``http(s)://`` URL or ``gdrive:<file id>``.
+    ``sources`` are tried in order; each is an ``http(s)://`` URL, ``gdrive:<file id>`` or
+    ``gdrive:<file id>?resourcekey=<key>``. The resource key is part of the share link of some
+    older Drive files (Google's 2021 link-sharing security update): without it, they are refused.
     ``md5`` / ``sha256`` are lowercase hex digests, ``None`` where nobody publishes one (then
     the first download is trusted and recorded, see :func:`verify_file`). ``unpacks_to``
     describes what an archive holds at its top level (documentation for the scripts and the
@@ -77,9 +79,9 @@ class Resource:
         if not self.sources:
             raise ValueError(f"resource {self.name!r} has no source")
         for src in self.sources:
-            if not (src.startswith(("http://", "https://")) or _gdrive_id(src)):
+            if not (src.startswith(("http://", "https://")) or _gdrive_parts(src)):
                 raise ValueError(f"resource {self.name!r}: source {src!r} is neither an "
-                                 "http(s) URL nor 'gdrive:<id>'")
+                                 "http(s) URL nor 'gdrive:<id>[?resourcekey=<key>]'")
         if "/" in self.filename or self.filename in {"", ".", ".."}:
             raise ValueError(f"resource {self.name!r}: filename must be a plain file name, "
                              f"got {self.filename!r}")
@@ -100,27 +102,41 @@ class Resource:
         """The URLs to try, each with ``True`` where it is a Google Drive download.
 
         With a ``mirror``: ``<mirror>/<filename>`` alone. Else the sources, ``gdrive:<id>``
-        becoming ``<gdrive_base>/uc?export=download&id=<id>``.
+        becoming ``<gdrive_base>/uc?export=download&id=<id>`` (``&resourcekey=<key>`` appended
+        when the source has one).
         """
         if mirror:
             return [(f"{mirror.rstrip('/')}/{urllib.parse.quote(self.filename)}", False)]
-        return [(_gdrive_download_url(gid, gdrive_base), True) if (gid := _gdrive_id(src))
-                else (src, False) for src in self.sources]
+        return [(_gdrive_download_url(*drive, gdrive_base), True)
+                if (drive := _gdrive_parts(src)) else (src, False) for src in self.sources]
 
     def browser_urls(self) -> list[str]:
         """The sources as a person opens them in a browser (Drive files by their page)."""
-        return [f"https://drive.google.com/file/d/{gid}/view" if (gid := _gdrive_id(src)) else src
+        return [_gdrive_view_url(*drive) if (drive := _gdrive_parts(src)) else src
                 for src in self.sources]
 
 
-def _gdrive_id(source: str) -> str | None:
-    if source.startswith("gdrive:") and re.fullmatch(r"[A-Za-z0-9_-]{10,}", source[7:]):
-        return source[7:]
-    return None
+_GDRIVE_SOURCE = re.compile(r"gdrive:([A-Za-z0-9_-]{10,})(?:\?resourcekey=([A-Za-z0-9_-]+))?")
 
 
-def _gdrive_download_url(file_id: str, base: str) -> str:
-    return f"{base.rstrip('/')}/uc?" + urllib.parse.urlencode({"export": "download", "id": file_id})
+def _gdrive_parts(source: str) -> tuple[str, str | None] | None:
+    """``gdrive:<id>[?resourcekey=<key>]`` -> ``(id, key or None)``; None for anything else."""
+    m = _GDRIVE_SOURCE.fullmatch(source)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _gdrive_download_url(file_id: str, resource_key: str | None, base: str) -> str:
+    """The direct-download URL of a Drive file, with its resource key where it has one."""
+    query = {"export": "download", "id": file_id}
+    if resource_key:
+        query["resourcekey"] = resource_key
+    return f"{base.rstrip('/')}/uc?" + urllib.parse.urlencode(query)
+
+
+def _gdrive_view_url(file_id: str, resource_key: str | None) -> str:
+    """The page of a Drive file as a browser opens it (the share link)."""
+    url = f"https://drive.google.com/file/d/{file_id}/view"
+    return f"{url}?resourcekey={resource_key}" if resource_key else url
 
 
 # The table. Facts and their provenance: reference notes metrics_data.md §3.1-3.4, ssagan.md §7,
@@ -181,9 +197,12 @@ RESOURCES: Mapping[str, Resource] = types.MappingProxyType({r.name: r for r in (
     Resource(
         name="flowers_captions",
         filename="cvpr2016_flowers.tar.gz",
-        sources=("gdrive:0B0ywwgffWnLLcms2WWJQRFNSWXM",),
-        unpacks_to="text_c10/class_XXXXX/image_XXXXX.txt (10 captions per image), possibly "
-                   "inside one wrapper folder",
+        # The share link with its resource key first (older Drive files need it since Google's
+        # 2021 link-sharing update); the bare id (the link in Reed's cvpr2016 README) second.
+        sources=("gdrive:0B0ywwgffWnLLcms2WWJQRFNSWXM?resourcekey=0-Av8zFbeDDvNcF1sSjDR32w",
+                 "gdrive:0B0ywwgffWnLLcms2WWJQRFNSWXM"),
+        unpacks_to="text_c10/class_XXXXX/image_XXXXX.txt (10 captions per image) and Reed's "
+                   "trainvalclasses.txt / testclasses.txt, possibly inside one wrapper folder",
         note="Reed et al. (CVPR 2016) flower captions; no published checksum (trust on first use)",
     ),
 )})
