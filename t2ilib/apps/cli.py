@@ -12,6 +12,9 @@ Commands::
         --metrics fid,is,rprec,toy --n-samples 30000 --out report.json
     python -m t2ilib manipulate --checkpoint data/runs/sisgan_toybirds64/checkpoint.pt \\
         --image bird.jpg --caption "this bird has a red belly and blue wings" --out edited.png
+    python -m t2ilib convert-damsm --text text_encoder200.pth --image image_encoder200.pth \\
+        --captions data/birds/captions.pickle --out data/checkpoints/damsm_cub_attngan/checkpoint.pt
+    python -m t2ilib doctor [--data-root DIR] [--json]   # data, weight files, GPU per run
 
 Bad arguments and expected failures (missing data, a checkpoint of another configuration)
 end with a one-line ``t2ilib: error: ...`` and exit status 2, not a traceback.
@@ -135,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--side-by-side", action="store_true",
                      help="write the source and the edit next to each other")
     man.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    conv = commands.add_parser("convert-damsm", help="import AttnGAN's released DAMSM for CUB "
+                                                     "(t2ilib.damsm.convert)")
+    conv.add_argument("--text", type=Path, default=None, help="text_encoder200.pth (default: "
+                      "$T2I_DATA/checkpoints/DAMSMencoders/bird/text_encoder200.pth)")
+    conv.add_argument("--image", type=Path, default=None, help="image_encoder200.pth (default: "
+                      "beside the text encoder)")
+    conv.add_argument("--captions", type=Path, default=None, help="AttnGAN's birds "
+                      "captions.pickle, the encoder's vocabulary (default: $T2I_DATA/birds/)")
+    conv.add_argument("--out", type=Path, default=None, help="default: $T2I_DATA/checkpoints/"
+                      "damsm_cub_attngan/checkpoint.pt (then: train ssagan --damsm OUT)")
+
+    doc = commands.add_parser("doctor", help="which data, weight files and GPU each run "
+                                             "finds (t2ilib.apps.doctor)")
+    doc.add_argument("--data-root", type=Path, default=None, help="default: $T2I_DATA or data/")
+    doc.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 
 
@@ -230,6 +249,9 @@ def _train_ssagan(args: argparse.Namespace) -> int:
     damsm_size = resolution
     if args.damsm is not None:
         text_encoder, image_encoder, damsm_info = load_damsm(args.damsm)
+        from t2ilib.damsm.convert import check_damsm_vocabulary
+
+        check_damsm_vocabulary(damsm_info["fingerprint"], data.vocab, args.damsm)
         damsm_size = trained_image_size(damsm_info["fingerprint"]) or resolution
     else:
         if info.distributed:
@@ -341,6 +363,17 @@ def _manipulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_damsm(args: argparse.Namespace) -> int:
+    from t2ilib.damsm.convert import attngan_release_files, convert_attngan_damsm
+
+    default = attngan_release_files()
+    text = args.text or default["text"]
+    image = args.image or (text.parent / default["image"].name if args.text else default["image"])
+    out = convert_attngan_damsm(text, image, args.captions or default["captions"], args.out)
+    print(f"wrote {out} (AttnGAN's DAMSM for CUB; use it with: train ssagan --damsm {out})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 with a one-line error on failure)."""
     parser = build_parser()
@@ -354,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _evaluate(args)
             if args.command == "manipulate":
                 return _manipulate(args)
+            if args.command == "convert-damsm":
+                return _convert_damsm(args)
+            if args.command == "doctor":
+                from t2ilib.apps.doctor import run_doctor
+
+                return run_doctor(args.data_root, as_json=args.json)
             return _sample(args)
     except (ValueError, OSError) as err:  # BadFileError, CheckpointMismatch are ValueErrors
         message = " ".join(str(err).split())  # one line

@@ -51,6 +51,7 @@ __all__ = [
     "InceptionEncoder",
     "MissingWeightsError",
     "find_inception_weights",
+    "inception_weights_path",
     "INCEPTION_IMAGENET_FILE",
     "INCEPTION_IMAGENET_URL",
     "convert_inception_state_dict",
@@ -157,6 +158,12 @@ class InceptionEncoderConfig:
     image_size: int = 299  # inputs are bilinearly resized to image_size x image_size
 
 
+def inception_weights_path() -> Path:
+    """Where :func:`find_inception_weights` looks by default: torchvision's cache file
+    ``<torch hub dir>/checkpoints/inception_v3_google-0cc3c7bd.pth`` (it may not exist)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_IMAGENET_FILE
+
+
 def find_inception_weights(weights_path: str | os.PathLike[str] | None = None) -> Path:
     """Locate the ImageNet Inception-v3 weights without touching the network.
 
@@ -169,8 +176,8 @@ def find_inception_weights(weights_path: str | os.PathLike[str] | None = None) -
         if not path.is_file():
             raise MissingWeightsError(f"Inception-v3 weights file not found: {path}")
         return path
-    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    path = cache_dir / INCEPTION_IMAGENET_FILE
+    path = inception_weights_path()
+    cache_dir = path.parent
     if path.is_file():
         return path
     raise MissingWeightsError(

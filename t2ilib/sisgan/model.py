@@ -55,8 +55,9 @@ from torch import Tensor
 from t2ilib.damsm.image_encoder import MissingWeightsError
 
 __all__ = ["ENCODERS", "SISGANConfig", "ConditioningAugmentation", "kl_loss", "standard_normal",
-           "ResidualBlock", "PlainEncoder", "VGGEncoder", "find_vgg16_bn_weights", "Generator",
-           "Discriminator", "init_weights", "check_image_batch", "check_sentences"]
+           "ResidualBlock", "PlainEncoder", "VGGEncoder", "find_vgg16_bn_weights",
+           "vgg16_bn_weights_path", "Generator", "Discriminator", "init_weights",
+           "check_image_batch", "check_sentences"]
 
 ENCODERS = ("plain", "vgg")  # the generator's image encoder
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -199,6 +200,15 @@ class PlainEncoder(nn.Module):
         return self.net(x)
 
 
+def vgg16_bn_weights_path() -> Path:
+    """Where :func:`find_vgg16_bn_weights` looks by default: torchvision's cache file
+    ``<torch hub dir>/checkpoints/vgg16_bn-6c64b313.pth`` (it may not exist)."""
+    from torchvision.models import VGG16_BN_Weights
+
+    url = VGG16_BN_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
 def find_vgg16_bn_weights(weights_path: str | os.PathLike[str] | None = None) -> Path:
     """Locate ImageNet VGG-16-BN weights without touching the network.
 
@@ -214,8 +224,8 @@ def find_vgg16_bn_weights(weights_path: str | os.PathLike[str] | None = None) ->
             raise MissingWeightsError(f"VGG-16-BN weights file not found: {path}")
         return path
     url = VGG16_BN_Weights.IMAGENET1K_V1.url
-    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    path = cache_dir / os.path.basename(url)
+    path = vgg16_bn_weights_path()
+    cache_dir = path.parent
     if path.is_file():
         return path
     raise MissingWeightsError(
