@@ -218,7 +218,12 @@ def _recipe_field(recipe, item: str) -> tuple[str, object]:
 def _train_ssagan(args: argparse.Namespace) -> int:
     import torch
 
-    from t2ilib.damsm.image_encoder import InceptionEncoder, SmallCNNEncoder
+    from t2ilib.damsm.image_encoder import (
+        InceptionEncoder,
+        InceptionEncoderConfig,
+        SmallCNNConfig,
+        SmallCNNEncoder,
+    )
     from t2ilib.damsm.pretrain import (
         DAMSMTrainConfig,
         load_damsm,
@@ -259,7 +264,9 @@ def _train_ssagan(args: argparse.Namespace) -> int:
         text_encoder = TextEncoder(TextEncoderConfig(len(data.vocab),
                                                      hidden_dim=recipe.model.sentence_dim))
         kind = args.image_encoder or ("inception" if args.dataset == "cub" else "small_cnn")
-        image_encoder = InceptionEncoder() if kind == "inception" else SmallCNNEncoder()
+        dim = text_encoder.config.hidden_dim  # both encoders map into the sentence's space
+        image_encoder = (InceptionEncoder(InceptionEncoderConfig(embed_dim=dim))
+                         if kind == "inception" else SmallCNNEncoder(SmallCNNConfig(embed_dim=dim)))
         config = DAMSMTrainConfig(epochs=args.damsm_epochs,
                                   max_steps_per_epoch=cfg.max_steps_per_epoch)
         load_or_train_damsm(run_dir / "damsm", text_encoder, image_encoder,

@@ -186,7 +186,9 @@ def find_inception_weights(weights_path: str | os.PathLike[str] | None = None) -
         f"  into {cache_dir}/ (torchvision's cache; set $TORCH_HOME to move it),\n"
         f"  or pass weights_path='/path/to/{INCEPTION_IMAGENET_FILE}'.\n"
         f"  For random weights instead (e.g. before loading AttnGAN's image_encoder200.pth,\n"
-        f"  which holds the trunk too), use InceptionEncoder(pretrained=False)."
+        f"  which holds the trunk too), use InceptionEncoder(pretrained=False).\n"
+        f"  On the command line: --damsm FILE (e.g. AttnGAN's DAMSM, python -m t2ilib "
+        f"convert-damsm) or --image-encoder small_cnn."
     )
 
 
