@@ -187,34 +187,41 @@ def test_nb07_trains_ssagan_on_the_cub_fixture(paper, nb07_cub):
 
 
 def test_nb07_cub_without_a_damsm_refuses_missing_inception_weights(paper, tmp_path):
-    """Smoke mode too: the CUB DAMSM is pretrained on ImageNet's Inception-v3, which is not on
+    """The real run: the CUB DAMSM is pretrained on ImageNet's Inception-v3, which is not on
     this machine; the notebook stops with MissingWeightsError, it never trains on random
     weights."""
     run = execute("07_train_ssagan.ipynb", tmp_path / "07.ipynb",
-                  {"dataset": "cub", "device": "cpu", "smoke": True})
+                  {"dataset": "cub", "device": "cpu", "smoke": False, "epochs": 1})
     assert run.error is not None, "notebook 07 ran the CUB DAMSM without ImageNet weights"
     assert run.error.ename == "MissingWeightsError"
     assert INCEPTION_FILE in run.error.evalue and "never downloads" in run.error.evalue
-    assert "InceptionEncoder()" in run.error.source  # the DAMSM cell, not an earlier one
-    assert "dataset=cub" in run.text and "8 training images" in run.text
+    assert "InceptionEncoder(" in run.error.source  # the DAMSM cell, not an earlier one
+    assert "dataset=cub" in run.text and "RANDOM weights" not in run.text
+
+
+def test_nb07_cub_smoke_run_says_its_inception_is_random(paper, tmp_path):
+    """Smoke mode may pretrain the CUB DAMSM on a random Inception trunk, and says so."""
+    run = execute("07_train_ssagan.ipynb", tmp_path / "07.ipynb",
+                  {"dataset": "cub", "device": "cpu", "smoke": True})
+    text = completed(run)
+    assert "smoke run: the DAMSM's Inception-v3 trunk has RANDOM weights, not ImageNet's" in text
+    assert "dataset=cub" in text and "8 training images" in text
 
 
 # --- notebook 08 on notebook 07's CUB checkpoint --------------------------------------------------
 
-def test_nb08_cub_evaluation_refuses_without_the_fid_weights(nb07_cub, tmp_path):
-    """Notebook 08's CUB section measures FID and IS, which need the FID Inception file: the
-    ToyBirds part runs (FID and IS skipped, said so) and the CUB cell stops with
-    MissingWeightsError naming the file. (``cub_samples=10``: IS needs one sample per split.)"""
+@pytest.mark.filterwarnings("ignore:R-precision:UserWarning")  # 12 test images
+def test_nb08_evaluates_the_cub_checkpoint(nb07_cub, tmp_path):
+    """Notebook 08's CUB section on notebook 07's CUB checkpoint. In smoke mode it measures
+    R-precision only and says that FID and IS are skipped (no FID Inception file here; the
+    real path refuses without it: ``test_cli_evaluate_refuses_what_cub_cannot_measure_here``)."""
     _, checkpoint = nb07_cub
     run = execute("08_evaluate.ipynb", tmp_path / "08.ipynb",
-                  {"device": "cpu", "smoke": True, "cub_checkpoint": str(checkpoint),
-                   "cub_samples": 10})
-    assert run.error is not None, "notebook 08 measured FID on CUB without the FID weights"
-    assert run.error.ename == "MissingWeightsError"
-    assert FID_FILE in run.error.evalue and "Nothing is downloaded" in run.error.evalue
-    assert "if cub_checkpoint:" in run.error.source  # the CUB cell, the last one with code
-    assert "FID and IS skipped" in run.text  # the ToyBirds part before it completed
-    assert "SSA-GAN: evaluated 16 samples" in run.text
+                  {"device": "cpu", "smoke": True, "cub_checkpoint": str(checkpoint)})
+    assert run.error is None, run.error
+    assert "smoke run: FID and IS skipped (they need the FID Inception file)" in run.text
+    assert '"rprec": {' in run.text and '"fid"' not in run.text.split("smoke run: FID")[1]
+    assert "SSA-GAN: evaluated 16 samples" in run.text  # the ToyBirds part before it
 
 
 @pytest.mark.filterwarnings("ignore:R-precision:UserWarning")  # 12 test images
@@ -263,20 +270,15 @@ def test_nb09_trains_sisgan_on_the_fixture(paper, dataset, tmp_path):
     assert "CUB and Oxford-102 have none" in text  # the oracle metrics are ToyBirds-only
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="notebook 09, cell 3: `if smoke:` sets dataset = 'toybirds', so a "
-                   "smoke run never reads CUB or Oxford-102")
-def test_nb09_smoke_keeps_the_dataset(paper, tmp_path):
-    import nbformat
-
-    nb = nbformat.read(NOTEBOOKS / "09_sisgan.ipynb", as_version=4)
-    nb.cells = nb.cells[:4]  # the parameters and the cell that applies smoke sizes
-    head = tmp_path / "09_head.ipynb"
-    nbformat.write(nb, head)
-    run = execute(head, tmp_path / "09_out.ipynb",
+def test_nb09_smoke_keeps_the_dataset_and_says_its_inception_is_random(paper, tmp_path):
+    """Smoke mode on CUB stays on CUB and pretrains its DAMSM on a random Inception trunk,
+    saying so (the real run refuses without ImageNet's weights, like notebook 07)."""
+    run = execute("09_sisgan.ipynb", tmp_path / "09.ipynb",
                   {"dataset": "cub", "data_dir": str(paper.birds), "device": "cpu",
                    "smoke": True})
-    assert "dataset=cub" in completed(run)
+    text = completed(run)
+    assert "dataset=cub" in text
+    assert "smoke run: the DAMSM's Inception-v3 trunk has RANDOM weights, not ImageNet's" in text
 
 
 # --- the command line on the CUB fixture ----------------------------------------------------------
