@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import pickle
@@ -30,7 +31,7 @@ import torch
 
 __all__ = ["BriefError", "MissingWeightsError", "BadFileError", "REMAKE", "atomic_write",
            "save_torch", "load_torch", "open_image", "read_json", "one_line_error",
-           "remove_stale_temporaries", "remove_abandoned_folders"]
+           "remove_stale_temporaries", "remove_abandoned_folders", "file_sha256"]
 
 
 class BriefError(Exception):
@@ -210,3 +211,12 @@ def _running(pid: int) -> bool:
     except PermissionError:  # it exists, owned by someone else
         return True
     return True
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

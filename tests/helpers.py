@@ -34,3 +34,29 @@ def tiny_toybirds_train(tmp_path_factory):
                           size=32, seed=1)
     return TrainData.from_dataset(CachedCUBDataset(root, "train", image_size=32, uint8=True),
                                   "toybirds32")
+
+
+def tiny_sisgan_run(tmp):
+    """A one-step SISGAN run on an 8-image ToyBirds set at 64 px, in ``tmp``: returns
+    ``(checkpoint path, a source bird PNG)`` (the CLI tests' model)."""
+    from PIL import Image
+
+    from t2ilib.data.toybirds import write_toybirds
+    from t2ilib.data.trainset import load_native_split
+    from t2ilib.sisgan.model import SISGANConfig
+    from t2ilib.sisgan.recipes import SISGANTrainConfig
+    from t2ilib.sisgan.train import sisgan_engine
+    from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+
+    root = write_toybirds(tmp / "toybirds", n_train=8, n_test=2, size=64, seed=4)
+    data = load_native_split(root, "train")
+    torch.manual_seed(0)
+    te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=8, hidden_dim=8))
+    model = SISGANConfig(sentence_dim=8, condition_dim=4, ngf=2, ndf=2, n_residual=1,
+                         d_text_dim=4)
+    config = SISGANTrainConfig(epochs=1, batch_size=4, max_steps_per_epoch=1)
+    engine = sisgan_engine(config, te, data, model_config=model, device="cpu",
+                           run_dir=tmp / "run")
+    engine.fit(config.epochs, progress_bar=False)
+    Image.fromarray(data.images[0].permute(1, 2, 0).numpy()).save(tmp / "bird.png")
+    return engine.checkpoint_path, tmp / "bird.png"

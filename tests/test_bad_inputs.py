@@ -15,18 +15,12 @@ import shutil
 
 import pytest
 import torch
-from PIL import Image
 
 from t2ilib.apps.cli import main
 from t2ilib.data.toybirds import write_toybirds
-from t2ilib.data.trainset import load_native_split
 from t2ilib.io import load_torch, save_torch
-from t2ilib.sisgan.model import SISGANConfig
-from t2ilib.sisgan.recipes import SISGANTrainConfig
-from t2ilib.sisgan.train import sisgan_engine
-from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 
-from .helpers import assert_one_line_error
+from .helpers import assert_one_line_error, tiny_sisgan_run
 
 
 class Payload:
@@ -45,20 +39,10 @@ def runs(tmp_path_factory):
                  "--run-dir", str(tmp / "ssagan"), "--resolution", "32", "--ngf", "4",
                  "--batch-size", "4", "--epochs", "1", "--max-steps-per-epoch", "1",
                  "--damsm-epochs", "1", "--device", "cpu"]) == 0
-    toy64 = write_toybirds(tmp / "toy64", n_train=8, n_test=2, size=64, seed=4)
-    data = load_native_split(toy64, "train")
-    torch.manual_seed(0)
-    te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=8, hidden_dim=8))
-    model = SISGANConfig(sentence_dim=8, condition_dim=4, ngf=2, ndf=2, n_residual=1,
-                         d_text_dim=4)
-    config = SISGANTrainConfig(epochs=1, batch_size=4, max_steps_per_epoch=1)
-    engine = sisgan_engine(config, te, data, model_config=model, device="cpu",
-                           run_dir=tmp / "sisgan")
-    engine.fit(config.epochs, progress_bar=False)
-    Image.fromarray(data.images[0].permute(1, 2, 0).numpy()).save(tmp / "bird.png")
+    sisgan, bird = tiny_sisgan_run(tmp / "sisgan")
     return {"toy": toy32, "ssagan": tmp / "ssagan" / "checkpoint.pt",
             "damsm": tmp / "ssagan" / "damsm" / "checkpoint.pt",
-            "sisgan": engine.checkpoint_path, "bird": tmp / "bird.png"}
+            "sisgan": sisgan, "bird": bird}
 
 
 def _edited(source, path, edit):

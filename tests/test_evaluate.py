@@ -154,8 +154,8 @@ def test_evaluate_reports_every_metric_with_its_anchors(toy):
     # the real anchor, recomputed by hand: the oracle on the real test image of each sample
     test = CachedCUBDataset(toy["root"], "test", image_size=32)
     plan = sample_plan(4, 10, 3, 10)
-    oracle, _, _ = to.load_oracle(toy["oracle"])
-    scorer = ToyScorer(oracle, to.load_oracle(toy["oracle"])[1], toy["root"], test, plan, config.toy())
+    oracle, oracle_report, _ = to.load_oracle(toy["oracle"])
+    scorer = ToyScorer(oracle, oracle_report, toy["root"], test, plan, config.toy())
     real = to.predict_attributes(oracle, scorer.view(test.images[:, :, 3:35, 3:35]))  # centre
     for name in toy_report["judged"]:
         counted = [t[name] for t in scorer.targets if name in t]

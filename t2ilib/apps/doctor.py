@@ -24,7 +24,6 @@ arguments); ``--json`` prints the same report as JSON.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -44,7 +43,7 @@ from t2ilib.damsm.image_encoder import (
 )
 from t2ilib.data.cub import missing_layout
 from t2ilib.data.flowers import flowers_index
-from t2ilib.io import load_torch
+from t2ilib.io import file_sha256, load_torch
 from t2ilib.metrics.fid import (
     FID_WEIGHTS_FILE,
     FID_WEIGHTS_SHA256,
@@ -135,14 +134,6 @@ def data_report() -> list[dict[str, Any]]:
     return out
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _name_prefix(file_name: str) -> str:
     """The SHA-256 prefix torchvision writes into a file name (``-0cc3c7bd.pth``)."""
     found = torch.hub.HASH_REGEX.search(file_name)
@@ -169,7 +160,7 @@ def _weight(name: str, file: str, used_for: str, looked_at: list[Path], find: An
                 "detail": hint or f"put {file} into {looked_at[0].parent}"}
     if not (full or prefix):
         return {**entry, "status": "present", "detail": f"{check}: not checked"}
-    sha = _sha256_of(Path(found))
+    sha = file_sha256(Path(found))
     expected = full or prefix
     ok = sha == full if full else sha.startswith(prefix or "")
     detail = (f"SHA-256 {sha[:8]}... matches" if ok else

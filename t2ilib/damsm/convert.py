@@ -30,7 +30,6 @@ that does not fit raises :class:`~t2ilib.io.BadFileError` or
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,7 +50,7 @@ from t2ilib.engine.checkpoint import (
     run_fingerprint,
     write_checkpoint,
 )
-from t2ilib.io import BadFileError, load_torch
+from t2ilib.io import BadFileError, file_sha256, load_torch
 from t2ilib.runtime import checkpoint_root, data_root
 from t2ilib.text.encoder import (
     ATTNGAN_TEXT_KEY_MAP,
@@ -93,14 +92,6 @@ def converted_damsm_path() -> Path:
     """Where ``convert-damsm`` writes by default:
     ``checkpoint_root()/damsm_cub_attngan/checkpoint.pt`` (pass it as ``--damsm``)."""
     return checkpoint_root() / "damsm_cub_attngan" / CHECKPOINT_NAME
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _theirs(key: str, key_map: tuple[tuple[str, str], ...]) -> str:
@@ -208,7 +199,7 @@ def convert_attngan_damsm(text_path: str | os.PathLike[str], image_path: str | o
         text_encoder=text_encoder.config, image_encoder=image_encoder_spec(image_encoder),
         extra={"source": ATTNGAN_SOURCE, "dataset": "cub", "image_size": ATTNGAN_IMAGE_SIZE},
         vocab=vocab.fingerprint())
-    files = {role: {"name": path.name, "sha256": _file_sha256(path)}
+    files = {role: {"name": path.name, "sha256": file_sha256(path)}
              for role, path in (("text", text_path), ("image", image_path),
                                 ("captions", captions_path))}
     meta: dict[str, Any] = {

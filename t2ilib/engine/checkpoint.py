@@ -22,7 +22,6 @@ NumPy's legacy ``np.random.get_state()`` returns a tuple holding an ``ndarray``,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import random
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2ilib.io import REMAKE, BadFileError, BriefError, load_torch, save_torch
+from t2ilib.io import REMAKE, BadFileError, BriefError, file_sha256, load_torch, save_torch
 from t2ilib.text.vocab import Vocabulary
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "capture_rng_state",
@@ -236,11 +235,7 @@ def checkpoint_id(path: str | os.PathLike[str]) -> str:
     committed notebooks agree on each run's digest (one consistent run of the series).
     """
     path = checkpoint_file(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"checkpoint {path.parent.name}@{digest.hexdigest()[:12]}"
+    return f"checkpoint {path.parent.name}@{file_sha256(path)[:12]}"
 
 
 def run_folder(path: str | os.PathLike[str]) -> Path:

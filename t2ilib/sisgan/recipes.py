@@ -4,9 +4,9 @@ A :class:`Recipe` is one named object: ``recipe.model`` sizes G and D, ``recipe.
 to train them. :data:`RECIPES` lists them by name:
 
 * ``"reference"`` (:data:`REFERENCE`): the reference code's values (``woozzu/dong_iccv_2017``,
-  ``train.py``, the PyTorch re-implementation of SISGAN; values are labelled as the
-  reference code's, not the paper's): a 64 px model, Adam at 2e-4 halved every 100 epochs, 600 epochs of batches
-  of 64;
+  ``train.py``, the PyTorch re-implementation of SISGAN; labelled as the reference code's,
+  not the paper's): a 64 px model, Adam at 2e-4 halved every 100 epochs, 600 epochs of
+  batches of 64;
 * ``"toybirds"`` (:data:`TOYBIRDS`): notebook 09's CPU run on ToyBirds (a few minutes);
 * ``"smoke"`` (:data:`SMOKE`): seconds, for tests and smoke runs of the notebooks.
 """
