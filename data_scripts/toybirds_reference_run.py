@@ -14,7 +14,7 @@ oracle judge it (``python -m t2ilib evaluate --metrics toy``: alignment per attr
 anchors, and the toy FID). It writes one figure (the sample grids of every stage beside the
 curves) and a JSON of the figures; notebook 07 shows both::
 
-    python data_scripts/toybirds_reference_run.py                  # 7, 14, 21 epochs
+    python data_scripts/toybirds_reference_run.py                  # 7, 14, 35, 70 epochs
     python data_scripts/toybirds_reference_run.py --stages 7,14 --threads 1
 
 Every stage that is already done is loaded, not retrained (the run resumes after Ctrl-C).
@@ -116,7 +116,7 @@ def draw_figure(run_dir: Path, stages: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", default="7,14,21",
+    parser.add_argument("--stages", default="7,14,35,70",
                         help="epochs after which the run is judged (ascending)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="default: $T2I_DATA/runs/toybirds_reference")
