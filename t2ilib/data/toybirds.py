@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,8 @@ import numpy as np
 from PIL import Image
 
 from t2ilib.data.toybirds_draw import render_bird
-from t2ilib.io import BadFileError, read_json, remove_abandoned_folders
+from t2ilib.data.toybirds_truth import REBUILD, ToyBirdsTruth, load_groundtruth
+from t2ilib.io import read_json, remove_abandoned_folders
 from t2ilib.runtime import data_root, progress
 from t2ilib.text.vocab import Vocabulary, tokenize, write_captions_pickle
 
@@ -51,8 +51,6 @@ __all__ = ["COLORS", "BEAK_COLORS", "ATTRIBUTES", "CAPTIONED", "TOYBIRDS_VERSION
            "sample_attributes", "make_caption", "class_of", "class_name", "write_toybirds",
            "ensure_toybirds", "ToyBirdsTruth", "load_groundtruth", "SAMPLE_CAPTIONS"]
 
-#: What to do when a file of a ToyBirds folder cannot be read.
-REBUILD = "Make the data set again: delete the ToyBirds folder and call ensure_toybirds()"
 
 TOYBIRDS_VERSION = 1  # bump whenever the drawing or the captions change (ensure_toybirds rebuilds)
 
@@ -360,58 +358,3 @@ def ensure_toybirds(root: str | os.PathLike[str] | None = None, size: int = 64,
         raise ValueError(f"{root} holds ToyBirds {found}, not {wanted}; pass another root "
                          "or remove the folder")
     return root
-
-
-# ------------------------------------------------------------------------ ground truth
-
-@dataclass
-class ToyBirdsTruth:
-    """Ground truth of a ToyBirds folder (see :func:`load_groundtruth`).
-
-    Attributes:
-        keys: image keys in ``images.txt`` order (the row order of ``packed_masks``).
-        attributes: ``{key: {attribute: value, ..., "position": [u, v]}}``.
-        mentions: ``{key: [[attribute names of caption j] for j in 0..9]}``.
-        boxes: ``{key: [x, y, w, h]}``, the tight box around the bird mask.
-        splits: ``{key: "train" | "test"}``.
-        packed_masks: ``(N, H, ceil(W/8))`` uint8, ``np.packbits`` of the masks along W.
-        size: image side H = W.
-    """
-
-    keys: list[str]
-    attributes: dict[str, dict[str, Any]]
-    mentions: dict[str, list[list[str]]]
-    boxes: dict[str, list[int]]
-    splits: dict[str, str]
-    packed_masks: np.ndarray
-    size: int
-
-    def mask(self, key: str) -> np.ndarray:
-        """The bird mask of ``key``: bool ``(H, W)``."""
-        row = self.packed_masks[self.keys.index(key)]
-        return np.unpackbits(row, axis=-1, count=self.size).astype(bool)
-
-    def masks(self) -> np.ndarray:
-        """All masks: bool ``(N, H, W)`` in :attr:`keys` order."""
-        return np.unpackbits(self.packed_masks, axis=-1, count=self.size).astype(bool)
-
-
-def load_groundtruth(root: str | os.PathLike[str]) -> ToyBirdsTruth:
-    """Read ``groundtruth/attributes.json`` and ``groundtruth/masks.npy`` of a ToyBirds folder."""
-    gt = Path(root) / "groundtruth"
-    truth = read_json(gt / "attributes.json", REBUILD)
-    images = truth["images"]
-    keys = truth["keys"]
-    try:
-        packed = np.load(gt / "masks.npy", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise BadFileError(gt / "masks.npy", f"not a readable mask array ({err})",
-                           REBUILD) from None
-    if packed.shape[0] != len(keys):
-        raise BadFileError(gt, f"{packed.shape[0]} masks for {len(keys)} images", REBUILD)
-    return ToyBirdsTruth(keys=keys,
-                         attributes={k: images[k]["attributes"] for k in keys},
-                         mentions={k: images[k]["mentions"] for k in keys},
-                         boxes={k: images[k]["bird_box"] for k in keys},
-                         splits={k: images[k]["split"] for k in keys},
-                         packed_masks=packed, size=int(truth["size"]))
