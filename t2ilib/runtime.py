@@ -21,6 +21,7 @@ Environment variables the course reads:
 from __future__ import annotations
 
 import os
+import platform
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 __all__ = ["seed_everything", "pick_device", "data_root", "checkpoint_root", "repo_root",
-           "is_smoke", "progress"]
+           "is_smoke", "progress", "machine"]
 
 T = TypeVar("T")
 
@@ -55,6 +56,26 @@ def pick_device(device: str = "auto") -> torch.device:
         raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; "
                          "use device='cpu' (or 'auto')")
     return dev
+
+
+def machine(device: str | torch.device = "cpu") -> str:
+    """The machine a timing was measured on, in words: the CPU model, its cores and PyTorch's
+    threads, or the GPU's name (``"Intel(R) Xeon(R) ... (2 cores), 2 threads"``).
+
+    Timings differ 3-4x between 2-core machines, so every printed time names its machine.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:  # not Linux
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{' '.join(model.split())} ({cores} cores), {torch.get_num_threads()} threads"
 
 
 def repo_root() -> Path:

@@ -7,12 +7,14 @@ import os
 import random
 import signal
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
+from t2ilib.engine import loop
 from t2ilib.engine.checkpoint import (
     FORMAT,
     CheckpointMismatch,
@@ -22,7 +24,8 @@ from t2ilib.engine.checkpoint import (
     run_fingerprint,
     stop_on_signals,
 )
-from t2ilib.engine.loop import Engine, step_generator
+from t2ilib.engine.loop import Engine, load_or_train, step_generator
+from t2ilib.runtime import machine
 
 
 @dataclass
@@ -112,8 +115,22 @@ def test_save_then_load_restores_modules_and_rng(tmp_path):
     assert (other.task.opt.state_dict()["state"][0]["step"]
             == engine.task.opt.state_dict()["state"][0]["step"])
     assert torch.equal(torch.rand(2), expected_next)  # the RNG continues where it was saved
-    assert payload["meta"] == {"config": asdict(Cfg(lr=0.1, width=4))}
+    assert payload["meta"] == {"config": asdict(Cfg(lr=0.1, width=4)), "trained_on": machine()}
     torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # weights_only loads it as written
+
+
+def test_training_time_and_machine_survive_resume_and_load(tmp_path, monkeypatch):
+    """A notebook that loads a finished run reports how long the run trained, not the load."""
+    clock = iter(range(0, 1000, 10))  # every reading of the engine's clock is 10 s later
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    first = Engine(LinearTask(), tmp_path)
+    first.fit(stop_after=4, progress_bar=False)  # start, end of epoch 0, stop in epoch 1
+    assert first.train_seconds == 20
+    result = load_or_train(Engine(LinearTask(), tmp_path), progress_bar=False)  # resumed
+    assert result.trained and result.train_seconds > 20 and result.machine == machine()
+    loaded = load_or_train(Engine(LinearTask(), tmp_path), progress_bar=False)
+    assert not loaded.trained and loaded.machine == machine()
+    assert loaded.train_seconds == result.train_seconds  # the run's time, not the load's
     assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"
 
 

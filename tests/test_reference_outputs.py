@@ -21,6 +21,7 @@ import re
 import pytest
 
 from t2ilib.course import reference_outputs as ro
+from t2ilib.course.exercise_check import load_variants
 
 from .conftest import NOTEBOOKS, REPO
 
@@ -75,3 +76,53 @@ def test_differences_reports_what_differs():
     assert len(found) == 2 and found[0].startswith("/x/inputs/t") and "3 vs 4" in found[1]
     assert ro.differences(torch.ones(2), torch.ones(2, dtype=torch.float64))  # dtype counts
     assert ro.differences([1, 2], (1, 2)) and ro.differences({"a": 1}, {"b": 1})
+
+
+def test_tolerance_forgives_rounding_and_catches_a_bug_sized_change():
+    """What another CPU changes passes; a change of the size a real bug makes fails."""
+    import torch
+
+    want = {"grad": torch.tensor([0.8, -0.3, 1e-15], dtype=torch.float64),  # last: analytically 0
+            "zero": torch.tensor([1e-17, -2e-16], dtype=torch.float64),  # a whole tensor of 0s
+            "f32": torch.tensor([2.0, 0.0, -1.0])}
+    rounded = {"grad": torch.tensor([0.8 + 1e-12, -0.3, -3e-15], dtype=torch.float64),
+               "zero": torch.tensor([4e-15, 0.0], dtype=torch.float64),
+               "f32": torch.tensor([2.0 + 2e-6, 3e-7, -1.0])}
+    assert ro.differences(want, rounded) == []
+    for key, moved in (("grad", [0.8 * (1 + 3e-4), -0.3, 1e-15]),  # 0.03 % off one weight
+                       ("grad", [0.8, -0.3, 1e-5]),  # a gradient where there should be none
+                       ("zero", [1e-6, 0.0]),
+                       ("f32", [2.0, 0.0, -1.001])):
+        bad = dict(rounded, **{key: torch.tensor(moved, dtype=want[key].dtype)})
+        assert ro.differences(want, bad), f"{key}: {moved} passed the drift check"
+
+
+def _g_step_variant(old: str, new: str):
+    """The library's ``g_step`` with ``old`` replaced by ``new`` (an exercise variant)."""
+    import inspect
+    import textwrap
+
+    from t2ilib.ssagan import step
+
+    source = textwrap.dedent(inspect.getsource(step.g_step))
+    assert source.count(old) == 1, f"{old!r} is not in t2ilib.ssagan.step.g_step"
+    namespace = dict(vars(step))
+    exec(compile(source.replace(old, new), "<variant>", "exec"), namespace)  # noqa: S102
+    return namespace["g_step"]
+
+
+@pytest.mark.parametrize("variant", [v for v in load_variants("07")], ids=lambda v: v.name)
+def test_drift_check_has_teeth_against_the_wrong_g_steps(variant):
+    """Stored nb07 outputs vs outputs of each likely wrong answer (tests/exercise_variants):
+    every wrong answer differs at the drift check's tolerance, every correct rewrite agrees."""
+    from t2ilib.course.reference_outputs.nb07 import run_g_step
+
+    stored = ro.load("nb07")
+    got = {case: {"inputs": entry["inputs"],
+                  "outputs": run_g_step(_g_step_variant(variant.old, variant.new), entry["inputs"])}
+           for case, entry in stored.items()}
+    found = ro.differences(stored, got)
+    if variant.should_pass:
+        assert found == [], found[:3]
+    else:
+        assert found, f"'{variant.name}' agrees with the stored outputs"

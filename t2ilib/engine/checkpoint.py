@@ -9,11 +9,13 @@ dicts) so that it loads with ``torch.load(..., weights_only=True)``; it is writt
 * ``state``: the ``state_dict`` of every model and optimiser (and the EMA copy of G);
 * ``rng``: the states of Python's, NumPy's, PyTorch's CPU and every CUDA generator, so that
   resuming draws the same noise, captions and crops as an uninterrupted run would;
-* ``counters``: step, epoch, step within the epoch;
+* ``counters``: step, epoch, step within the epoch, and the seconds spent training (summed
+  over resumes, so a notebook that loads a finished run reports how long it trained);
 * ``fingerprint``: the run's settings by :func:`run_fingerprint` (the one rule for every
   model: configs, data, vocabulary). A run resuming a checkpoint made with other settings
   is refused with an error that names every field that differs;
-* ``meta``: what rebuilding the models needs (their configs, the vocabulary's words).
+* ``meta``: what rebuilding the models needs (their configs, the vocabulary's words), and
+  ``trained_on``: the machine the run last trained on (:func:`t2ilib.runtime.machine`).
 
 NumPy's legacy ``np.random.get_state()`` returns a tuple holding an ``ndarray``, which
 ``weights_only`` loading rejects; we store its parts as a tensor and plain numbers instead.

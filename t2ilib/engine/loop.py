@@ -34,6 +34,7 @@ import contextlib
 import csv
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,7 +54,7 @@ from t2ilib.engine.checkpoint import (
     write_checkpoint,
 )
 from t2ilib.io import atomic_write, remove_stale_temporaries
-from t2ilib.runtime import progress
+from t2ilib.runtime import machine, progress
 from t2ilib.viz import make_grid, read_loss_csv, save_grid
 
 __all__ = ["Task", "Engine", "TrainResult", "step_generator", "load_or_train"]
@@ -109,6 +110,8 @@ class TrainResult:
     run_dir: Path | None
     log: dict[str, list[float]] = field(default_factory=dict)  # the loss log's columns
     sample_files: list[Path] = field(default_factory=list)
+    train_seconds: float = 0.0  # time spent in fit(), summed over every resume of the run
+    machine: str = ""  # where the run last trained (:func:`t2ilib.runtime.machine`)
 
 
 class Engine:
@@ -133,6 +136,7 @@ class Engine:
         self.amp = amp and task.device.type == "cuda"
         self.tensorboard = tensorboard
         self.step = self.epoch = self.step_in_epoch = 0
+        self.train_seconds, self.machine = 0.0, ""  # kept in the checkpoint
         self._loss_sum = torch.zeros(len(task.loss_names), device=task.device)
         self._loss_count = 0
         self._writer = None
@@ -169,6 +173,7 @@ class Engine:
         bar = progress(None, total=total, initial=min(self.step, total), desc=task.kind,
                        **({} if show else {"disable": True}))
         interrupted = False
+        self.machine, start = machine(task.device), time.perf_counter() - self.train_seconds
         with stop_on_signals() as flag:
             while self.epoch < epochs and not interrupted:
                 task.start_epoch(self.epoch)
@@ -190,6 +195,7 @@ class Engine:
                 if not interrupted:
                     self.epoch += 1
                     self.step_in_epoch = 0
+                self.train_seconds = time.perf_counter() - start
                 self._end_of_chunk(bar, grid=not interrupted)
         bar.close()
         if self._writer is not None:
@@ -220,7 +226,8 @@ class Engine:
             if (self.run_dir / "losses.csv").is_file():
                 log = read_loss_csv(self.run_dir / "losses.csv")
             files = sorted((self.run_dir / "samples").glob("epoch_*.png"))
-        return TrainResult(trained, interrupted, self.step, self.epoch, self.run_dir, log, files)
+        return TrainResult(trained, interrupted, self.step, self.epoch, self.run_dir, log, files,
+                           self.train_seconds, self.machine)
 
     # ------------------------------------------------------------------ log and grids
     def _write_log(self, bar: Any) -> None:
@@ -304,9 +311,11 @@ class Engine:
         if not self.dist.is_main:
             return None
         return write_checkpoint(path, kind=self.task.kind, state=self.task.state(),
-                                fingerprint=self.task.fingerprint(), meta=self.task.meta(),
+                                fingerprint=self.task.fingerprint(),
+                                meta={**self.task.meta(), "trained_on": self.machine},
                                 counters={"step": self.step, "epoch": self.epoch,
-                                          "step_in_epoch": self.step_in_epoch})
+                                          "step_in_epoch": self.step_in_epoch,
+                                          "train_seconds": round(self.train_seconds)})
 
     def load(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Resume from a checkpoint: weights, optimisers, RNG states, counters.
@@ -334,6 +343,8 @@ class Engine:
         counters = payload["counters"]
         self.step, self.epoch = int(counters["step"]), int(counters["epoch"])
         self.step_in_epoch = int(counters["step_in_epoch"])
+        self.train_seconds = float(counters.get("train_seconds", 0))  # absent before v0.1
+        self.machine = str(payload["meta"].get("trained_on", ""))
         if self.dist.distributed:  # each rank continues its own stream of draws
             torch.manual_seed(step_generator(self.dist.rank, self.step).initial_seed())
         self._truncate_log()
