@@ -369,3 +369,33 @@ def test_cli_smoke_recipe_pretrains_its_own_damsm_on_cub(paper, tmp_path, capsys
                  "--data-dir", str(paper.birds), "--run-dir", str(run_dir), "--device", "cpu",
                  "--damsm-epochs", "1", "--image-encoder", "small_cnn"]) == 0
     assert (run_dir / "damsm" / "checkpoint.pt").is_file()
+
+
+# --- train sisgan on the CUB and Oxford-102 fixtures (the README's SISGAN rows) -------------------
+
+@pytest.mark.parametrize("dataset", ["cub", "flowers"])
+def test_cli_trains_sisgan_on_the_fixture(paper, dataset, tmp_path, capsys):
+    root = paper.birds if dataset == "cub" else paper.flowers
+    run_dir = tmp_path / "run"
+    argv = ["train", "sisgan", "--recipe", "smoke", "--dataset", dataset, "--data-dir", str(root),
+            "--run-dir", str(run_dir), "--device", "cpu", "--damsm", str(paper.damsm[dataset])]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["status"] == "done" and printed["damsm"] == str(paper.damsm[dataset])
+    fp = load_torch(run_dir / "checkpoint.pt")["fingerprint"]
+    assert fp["data.name"] == dataset and fp["model.sentence_dim"] == 32
+    assert fp["train.damsm_image_size"] == 32  # the fixture's DAMSM reads 32 px, SISGAN 64
+    assert main(argv) == 0 and "already trained" in capsys.readouterr().out
+
+
+def test_cli_train_sisgan_on_cub_refuses_without_inception_weights(paper, tmp_path, capsys):
+    """Without ``--damsm`` the reference recipe pretrains a DAMSM on ImageNet's Inception-v3
+    first: with no weights file it stops with one line, before training anything."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "sisgan", "--dataset", "cub", "--data-dir", str(paper.birds),
+              "--run-dir", str(run_dir), "--device", "cpu", "--epochs", "1"])
+    assert_one_line_error(exit_info, capsys,
+                          f"ImageNet weights for Inception-v3 are not on this machine, and "
+                          f"t2ilib never downloads. Put {INCEPTION_FILE}")
+    assert not (run_dir / "checkpoint.pt").exists()

@@ -3,6 +3,7 @@
 Commands::
 
     python -m t2ilib train ssagan --dataset toybirds --epochs 20 --device cpu   # TOYBIRDS
+    python -m t2ilib train sisgan --recipe toybirds --epochs 40    # SISGAN (apps/train_sisgan.py)
     python -m t2ilib train ssagan --recipe paper --dataset cub --data-dir data/birds \\
         --device cuda --damsm DAMSM.pt                                    # the paper's run
     torchrun --nproc_per_node=4 -m t2ilib train ssagan --dataset cub ...   # data parallel
@@ -29,20 +30,18 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from t2ilib.apps.options import add_run_options, dataset_root, positive, recipe_field
+from t2ilib.apps.train_sisgan import add_parser as add_sisgan_parser
+from t2ilib.apps.train_sisgan import train_sisgan
+
 __all__ = ["build_parser", "main"]
 
 RESOLUTIONS = (32, 64, 128, 256)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (sub-commands ``train ssagan``, ``sample`` and ``evaluate``)."""
+    """The argument parser (``train ssagan``, ``train sisgan``, ``sample``, ``evaluate``,
+    ``manipulate``, ``convert-damsm``, ``doctor``)."""
     parser = argparse.ArgumentParser(prog="t2ilib", description="t2i-course command line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -58,16 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="dataset folder (default: $T2I_DATA/toybirds or $T2I_DATA/birds)")
     ssa.add_argument("--run-dir", type=Path, default=None, help="checkpoints, loss log, sample "
                      "grids (default: runs/ssagan_<dataset>_<resolution>)")
-    ssa.add_argument("--epochs", type=_positive, default=None)
-    ssa.add_argument("--batch-size", type=_positive, default=None, help="per process")
+    ssa.add_argument("--epochs", type=positive, default=None)
+    ssa.add_argument("--batch-size", type=positive, default=None, help="per process")
     ssa.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=None)
-    ssa.add_argument("--ngf", type=_positive, default=None, help="generator width")
-    ssa.add_argument("--ndf", type=_positive, default=None, help="discriminator width")
-    ssa.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ssa.add_argument("--ngf", type=positive, default=None, help="generator width")
+    ssa.add_argument("--ndf", type=positive, default=None, help="discriminator width")
     ssa.add_argument("--damsm", type=Path, default=None,
                      help="pretrained DAMSM checkpoint (t2ilib.damsm.pretrain); "
                           "default: pretrain one into the run folder")
-    ssa.add_argument("--damsm-epochs", type=_positive, default=10)
+    ssa.add_argument("--damsm-epochs", type=positive, default=10)
     ssa.add_argument("--image-encoder", choices=("small_cnn", "inception"), default=None,
                      help="for a DAMSM pretrained here (default: small_cnn, inception for cub)")
     ssa.add_argument("--lr-g", type=float, default=None, help="G's learning rate")
@@ -79,23 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     ssa.add_argument("--ema-decay", type=float, default=None)
     ssa.add_argument("--mode-seeking-weight", type=float, default=None,
                      help="weight of MSGAN's diversity term in G's loss (0: off)")
-    ssa.add_argument("--seed", type=int, default=None)
-    ssa.add_argument("--max-steps-per-epoch", type=_positive, default=None)
-    ssa.add_argument("--log-every", type=_positive, default=None)
-    ssa.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too")
     ssa.add_argument("--compile", action="store_true",
                      help="torch.compile G and the DAMSM image encoder")
-    ssa.add_argument("--tensorboard", action="store_true",
-                     help="also log losses and samples to RUN_DIR/tensorboard")
-    ssa.add_argument("--retrain", action="store_true", help="ignore an existing checkpoint")
-    ssa.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                     help="any other recipe field, e.g. --set gate_init_g=0 (repeatable)")
+    add_run_options(ssa, "gate_init_g=0")
+
+    add_sisgan_parser(models)
 
     sample = commands.add_parser("sample", help="draw images for captions from a checkpoint")
     sample.add_argument("--checkpoint", type=Path, required=True)
     sample.add_argument("--caption", action="append", required=True,
                         help="a caption (repeat for several)")
-    sample.add_argument("-n", type=_positive, default=8, help="images per caption")
+    sample.add_argument("-n", type=positive, default=8, help="images per caption")
     sample.add_argument("--out", type=Path, default=Path("grid.png"))
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -109,11 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dataset folder (default: $T2I_DATA/toybirds or $T2I_DATA/birds)")
     ev.add_argument("--metrics", default="fid,is,rprec,toy",
                     help="comma-separated: fid, is, rprec, toy (toy: ToyBirds only)")
-    ev.add_argument("--n-samples", type=_positive, default=30_000,
+    ev.add_argument("--n-samples", type=positive, default=30_000,
                     help="generated images (the papers: 30,000)")
-    ev.add_argument("--samples-per-image", type=_positive, default=10,
+    ev.add_argument("--samples-per-image", type=positive, default=10,
                     help="walks over the test set; walk k uses each image's caption k mod 10")
-    ev.add_argument("--batch-size", type=_positive, default=100)
+    ev.add_argument("--batch-size", type=positive, default=100)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ev.add_argument("--no-ema", action="store_true", help="use G, not its EMA copy")
@@ -157,18 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dataset_root(args: argparse.Namespace) -> Path:
-    from t2ilib.runtime import data_root
-
-    if args.dataset == "cub":
-        return args.data_dir or data_root() / "birds"
-    from t2ilib.data.toybirds import ensure_toybirds
-
-    if args.data_dir is not None and (args.data_dir / "toybirds.json").is_file():
-        return args.data_dir  # an existing ToyBirds set, whatever its size
-    return ensure_toybirds(args.data_dir)
-
-
 #: Options of ``train ssagan`` that override the recipe field of the same name.
 RECIPE_OPTIONS = ("epochs", "batch_size", "resolution", "ngf", "ndf", "lr_g", "lr_d",
                   "damsm_weight", "finetune_text_encoder", "gp_mode", "ema_decay",
@@ -189,30 +169,9 @@ def _recipe(args: argparse.Namespace):
         changes["tensorboard"] = True
     recipe = RECIPES[name]
     for item in args.set:
-        field, value = _recipe_field(recipe, item)
+        field, value = recipe_field(recipe, item)
         changes[field] = value
     return recipe.with_(**changes)
-
-
-def _recipe_field(recipe, item: str) -> tuple[str, object]:
-    """``"gate_init_g=0"`` -> ``("gate_init_g", 0.0)``, typed as the recipe's current value."""
-    field, sep, text = item.partition("=")
-    current = {**vars(recipe.model), **vars(recipe.train)}
-    if not sep or field not in current:
-        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
-                         f"{', '.join(sorted(current))}")
-    kind = type(current[field])
-    if kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"--set {item!r}: {field} is true or false")
-        return field, text.lower() in ("true", "1")
-    if kind in (int, float, str):
-        try:
-            return field, kind(text)
-        except ValueError:
-            raise ValueError(f"--set {item!r}: {field} must be of type {kind.__name__}") from None
-    raise ValueError(f"--set {item!r}: {field} ({kind.__name__}) cannot be set from the "
-                     "command line")
 
 
 def _train_ssagan(args: argparse.Namespace) -> int:
@@ -245,7 +204,7 @@ def _train_ssagan(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     if info.distributed and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    root = _dataset_root(args)
+    root = dataset_root(args)
     run_dir = args.run_dir or repo_root() / "runs" / f"ssagan_{args.dataset}_{resolution}"
     seed_everything(cfg.seed)
     dataset = CachedCUBDataset(root, "train", image_size=resolution, uint8=True)
@@ -331,7 +290,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                         samples_per_image=args.samples_per_image, batch_size=args.batch_size,
                         seed=args.seed, use_ema=not args.no_ema,
                         fid_weights=str(args.fid_weights) if args.fid_weights else None)
-    report = evaluate_checkpoint(args.checkpoint, _dataset_root(args), config,
+    report = evaluate_checkpoint(args.checkpoint, dataset_root(args), config,
                                  device=args.device, damsm=args.damsm, oracle=args.oracle)
     with atomic_write(args.out, "w") as f:
         json.dump(report, f, indent=1)
@@ -389,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "dropping words not in the vocabulary", UserWarning)
             if args.command == "train":
-                return _train_ssagan(args)
+                return _train_ssagan(args) if args.model == "ssagan" else train_sisgan(args)
             if args.command == "evaluate":
                 return _evaluate(args)
             if args.command == "manipulate":

@@ -1,0 +1,68 @@
+"""Command-line helpers the ``train`` commands share: argument types, recipe overrides, data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["positive", "add_run_options", "recipe_field", "dataset_root"]
+
+
+def positive(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
+    """The options every ``train`` command has: device, seed, epoch cut, log interval, AMP,
+    TensorBoard, retrain and ``--set`` (``set_example``: e.g. ``gate_init_g=0``)."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--max-steps-per-epoch", type=positive, default=None)
+    parser.add_argument("--log-every", type=positive, default=None)
+    parser.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log losses and samples to RUN_DIR/tensorboard")
+    parser.add_argument("--retrain", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help=f"any other recipe field, e.g. --set {set_example} (repeatable)")
+
+
+def recipe_field(recipe: Any, item: str) -> tuple[str, object]:
+    """``"gate_init_g=0"`` -> ``("gate_init_g", 0.0)``, typed as the recipe's current value
+    (a field of ``recipe.model`` or ``recipe.train``)."""
+    field, sep, text = item.partition("=")
+    current = {**vars(recipe.model), **vars(recipe.train)}
+    if not sep or field not in current:
+        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
+                         f"{', '.join(sorted(current))}")
+    kind = type(current[field])
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"--set {item!r}: {field} is true or false")
+        return field, text.lower() in ("true", "1")
+    if kind in (int, float, str):
+        try:
+            return field, kind(text)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {field} must be of type {kind.__name__}") from None
+    raise ValueError(f"--set {item!r}: {field} ({kind.__name__}) cannot be set from the "
+                     "command line")
+
+
+def dataset_root(args: argparse.Namespace) -> Path:
+    """``--data-dir`` or the data set's default folder under ``T2I_DATA``; ToyBirds is drawn
+    there on first use."""
+    from t2ilib.runtime import data_root
+
+    if args.dataset in ("cub", "flowers"):
+        return args.data_dir or data_root() / ("birds" if args.dataset == "cub" else "flowers")
+    from t2ilib.data.toybirds import ensure_toybirds
+
+    if args.data_dir is not None and (args.data_dir / "toybirds.json").is_file():
+        return args.data_dir  # an existing ToyBirds set, whatever its size
+    return ensure_toybirds(args.data_dir)
