@@ -15,6 +15,8 @@ notebook 09 shows both::
 
     python data_scripts/sisgan_reference_run.py                   # 4, 8, 20, 40 epochs
     python data_scripts/sisgan_reference_run.py --stages 4,8 --threads 1
+    python data_scripts/sisgan_reference_run.py --stages 4,20 --set recon_weight=1 \
+        --name sisgan_recon1                                        # a variant, from scratch
 
 Every stage that is already done is loaded, not retrained (the run resumes after Ctrl-C).
 """
@@ -42,8 +44,7 @@ from t2ilib.metrics.toy_oracle_train import load_or_train_oracle
 from t2ilib.runtime import data_root, pick_device, repo_root
 from t2ilib.sisgan.sampling import load_sisgan, manipulate
 
-FIGURE = Path("docs/figures/sisgan_reference.png")
-RESULTS = Path("docs/figures/sisgan_reference.json")
+FIGURES = Path("docs/figures")
 #: The captions of notebook 09's before/after grid (section 9), one column each.
 CAPTIONS = ["this bird has a red belly and blue wings",
             "a bird with a yellow body and black wings",
@@ -52,10 +53,12 @@ CAPTIONS = ["this bird has a red belly and blue wings",
 N_SOURCES = 2  # held-out test birds shown per stage (the first of the test split)
 
 
-def train_stage(run_dir: Path, epochs: int, device: str) -> None:
-    """Train (resume) the run folder to ``epochs`` epochs with ``train sisgan``."""
+def train_stage(run_dir: Path, epochs: int, device: str, changes: list[str]) -> None:
+    """Train (resume) the run folder to ``epochs`` epochs with ``train sisgan`` (``changes``:
+    recipe fields to set, ``FIELD=VALUE``)."""
     code = cli.main(["train", "sisgan", "--recipe", "toybirds", "--run-dir", str(run_dir),
-                     "--epochs", str(epochs), "--device", device])
+                     "--epochs", str(epochs), "--device", device,
+                     *(arg for change in changes for arg in ("--set", change))])
     if code != 0:
         raise SystemExit(f"training to {epochs} epochs failed (exit {code})")
     reached = read_checkpoint(run_dir / CHECKPOINT_NAME, "sisgan")["counters"]["epoch"]
@@ -78,9 +81,8 @@ def judge(checkpoint: Path, root: Path, n_eval: int, device: str) -> tuple[dict,
     pairs = make_pairs(root, "test", n=n_eval, seed=0)
     x = to_unit(pairs.images)
     own = [read_caption_lines(root / "text" / f"{k}.txt")[0] for k in pairs.keys]
-    edits = score_manipulation(oracle, report, pairs, manipulate(g, text_encoder, vocab, x,
-                                                                 pairs.captions))
-    rebuilt = score_manipulation(oracle, report, pairs, manipulate(g, text_encoder, vocab, x, own))
+    edited = manipulate(g, text_encoder, vocab, x, pairs.captions)
+    rebuilt = manipulate(g, text_encoder, vocab, x, own)
     sources = shown_sources(root)
     shown = torch.stack([manipulate(g, text_encoder, vocab, sources, [c]) for c in CAPTIONS], 1)
     payload = read_checkpoint(checkpoint, "sisgan")
@@ -88,8 +90,10 @@ def judge(checkpoint: Path, root: Path, n_eval: int, device: str) -> tuple[dict,
     stage = {"epoch": int(counters["epoch"]), "step": int(counters["step"]),
              "train_seconds": int(counters.get("train_seconds", 0)),
              "trained_on": payload["meta"].get("trained_on", ""), "n_eval": len(pairs),
-             "edit": edits.row(),
-             "own_caption": rebuilt.row(),
+             "edit": (edits := score_manipulation(oracle, report, pairs, edited)).row(),
+             "own_caption": score_manipulation(oracle, report, pairs, rebuilt).row(),
+             # how far the new caption moves the output from the own caption's (0-255)
+             "caption_effect": 127.5 * (edited - rebuilt).abs().mean().item(),
              "target_per_attribute": {a: list(c) for a, c in edits.target.items() if c[1]}}
     return stage, shown
 
@@ -140,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default="4,8,20,40",
                         help="epochs after which the run is judged (ascending)")
     parser.add_argument("--run-dir", type=Path, default=None,
-                        help="default: $T2I_DATA/runs/sisgan_reference")
+                        help="default: $T2I_DATA/runs/NAME")
     parser.add_argument("--n-eval", type=int, default=300, help="test birds the oracle judges")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a recipe field for a variant run (trained from scratch)")
+    parser.add_argument("--name", default="sisgan_reference",
+                        help="stem of the figure and JSON in docs/figures/")
     args = parser.parse_args(argv)
     try:
         return run(args, argv)
@@ -158,9 +166,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = ensure_toybirds()
-    run_dir = args.run_dir or data_root() / "runs" / "sisgan_reference"
+    run_dir = args.run_dir or data_root() / "runs" / args.name
     notebook_run = data_root() / "runs" / "sisgan_toybirds64" / CHECKPOINT_NAME
-    if not (run_dir / CHECKPOINT_NAME).is_file() and notebook_run.is_file():
+    if not (run_dir / CHECKPOINT_NAME).is_file() and notebook_run.is_file() and not args.set:
         run_dir.mkdir(parents=True, exist_ok=True)  # start from notebook 09's own run
         shutil.copyfile(notebook_run, run_dir / CHECKPOINT_NAME)
     results_file = run_dir / "stages.json"
@@ -169,21 +177,23 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     for epochs in stages:
         kept = run_dir / f"epoch_{epochs:03d}.pt"
         if not kept.is_file():
-            train_stage(run_dir, epochs, device)
+            train_stage(run_dir, epochs, device, args.set)
             shutil.copyfile(run_dir / CHECKPOINT_NAME, kept)
         stage, edits = judge(kept, root, args.n_eval, device)
         done[str(epochs)] = stage
         shown.append(edits)
         with atomic_write(results_file, "w") as f:
             json.dump(done, f, indent=1)
-        print(json.dumps({"epoch": epochs, **{k: round(v, 3) for k, v in stage["edit"].items()}}))
+        print(json.dumps({"epoch": epochs, **{k: round(v, 3) for k, v in stage["edit"].items()},
+                          "caption effect": round(stage["caption_effect"], 3)}))
     ordered = [done[str(e)] for e in stages]
-    draw_figure(ordered, shown, shown_sources(root), repo_root() / FIGURE)
-    (repo_root() / RESULTS).write_text(json.dumps(
+    figure, results = FIGURES / f"{args.name}.png", FIGURES / f"{args.name}.json"
+    draw_figure(ordered, shown, shown_sources(root), repo_root() / figure)
+    (repo_root() / results).write_text(json.dumps(
         {"command": " ".join(["python data_scripts/sisgan_reference_run.py",
                               *(sys.argv[1:] if argv is None else argv)]),
-         "captions": CAPTIONS, "stages": ordered}, indent=1) + "\n")
-    print("wrote", FIGURE, "and", RESULTS)
+         "captions": CAPTIONS, "changes": args.set, "stages": ordered}, indent=1) + "\n")
+    print("wrote", figure, "and", results)
     return 0
 
 

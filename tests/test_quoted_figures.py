@@ -114,6 +114,9 @@ QUOTES = [
                   r"the edits (?P<target>[\d.]+), kept unnamed colours (?P<unnamed>[\d.]+)",
           NB["09"], r"target acc. \(edits\) (?P<target>[\d.]+)\s.*?kept facing/size/bg "
                     r"(?P<kept>[\d.]+)\skept unnamed colours (?P<unnamed>[\d.]+)"),
+    Quote(README, r"reference run ten times longer \((?P<epochs>\d+) epochs\) keeps more \(unnamed "
+                  r"colours (?P<unnamed>[\d.]+)\) but edits no better \((?P<target>[\d.]+)\)",
+          NB["09"], r"^(?P<epochs>40) 5000 (?P<target>[\d.]+) (?P<unnamed>[\d.]+) "),
     Quote(README, r"\| 10 \|.*?\| (?P<wall>\d+) s with", NB["10"], WALL),
     Quote(README, r"mean pixel change (?P<caption>[\d.]+) when the caption changes, "
                   r"(?P<seed>[\d.]+) when the seed does", NB["10"],
@@ -143,6 +146,18 @@ QUOTES = [
           r"mask IoU, 4 px (?P<s4>[\d.]+) .*?8 px (?P<s8>[\d.]+) .*?16 px (?P<s16>[\d.]+) .*?"
           r"32 px (?P<s32>[\d.]+) .*?IoU centred disc (?P<disc>[\d.]+) .*?IoU whole frame "
           r"(?P<frame>[\d.]+)"),
+    Quote(NB["09"], r"goes from (?P<t4>[\d.]+) \(epoch 4\) to (?P<t20>[\d.]+) \(epoch 20\) "
+                    r"and back to (?P<t40>[\d.]+) \(epoch 40\)", NB["09"],
+          r"^4 500 (?P<t4>[\d.]+) .*?^20 2500 (?P<t20>[\d.]+) .*?^40 5000 (?P<t40>[\d.]+) "),
+    Quote(NB["09"], r"unnamed colours (?P<u4>[\d.]+) to (?P<u40>[\d.]+), mask IoU (?P<m4>[\d.]+) "
+                    r"to (?P<m40>[\d.]+), bird change (?P<b4>[\d.]+) to (?P<b40>[\d.]+)\)",
+          NB["09"],
+          r"^4 500 [\d.]+ (?P<u4>[\d.]+) [\d.]+ (?P<m4>[\d.]+) (?P<b4>[\d.]+)$.*?"
+          r"^40 5000 [\d.]+ (?P<u40>[\d.]+) [\d.]+ (?P<m40>[\d.]+) (?P<b40>[\d.]+)$"),
+    Quote(NB["09"], r"moves its output by only (?P<effect>[\d.]+) of 255 at epoch 40, against a "
+                    r"bird change of (?P<b40>[\d.]+)\.", NB["09"],
+          r"^40 5000 [\d.]+ [\d.]+ [\d.]+ [\d.]+ (?P<b40>[\d.]+)$.*?\(0-255\): \[.*, "
+          r"(?P<effect>[\d.]+)\]$"),
     Quote(NB["10"], r"several times the second \((?P<caption>[\d.]+) against (?P<seed>[\d.]+)\)",
           NB["10"], r"only the caption changes: (?P<caption>[\d.]+); when only the seed changes: "
                     r"(?P<seed>[\d.]+)"),
