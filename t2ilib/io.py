@@ -80,7 +80,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         raise ValueError(f"atomic_write needs a write mode, got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # .<name>.<pid>.<random>.tmp: the pid tells a killed writer's file from a running one's
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=target.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
@@ -143,13 +145,20 @@ def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = 
                            f"another kind ({type(err).__name__}: {first[:120]})", remedy) from None
 
 
+_TEMPORARY_PID = re.compile(r"\.(\d+)\.\w+\.tmp$")
+
+
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files (``.<name>.<random>.tmp``) that :func:`atomic_write` leaves
-    when its process is killed mid-write; returns what was removed. Call it when a process
-    starts writing to ``folder`` (the training engine does), not while another one writes."""
+    """Delete the temporary files (``.<name>.<pid>.<random>.tmp``) that :func:`atomic_write`
+    leaves when its process is killed mid-write; returns what was removed. A file whose
+    process still runs is another writer's, busy (two test workers building one cache), and
+    is left alone; a file without a pid (older versions) counts as abandoned."""
     folder = Path(folder)
     removed = []
     for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        pid = _TEMPORARY_PID.search(tmp.name)
+        if pid is not None and _running(int(pid.group(1))):
+            continue
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
             removed.append(tmp)

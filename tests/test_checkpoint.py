@@ -166,6 +166,29 @@ def test_a_killed_save_leaves_no_temporary_file_at_the_next_start(tmp_path):
     assert not stale.exists()
 
 
+def test_a_running_writers_temporary_file_is_left_alone(tmp_path):
+    """Two processes building one file (pytest-xdist workers making one cache): the second
+    must not delete the first one's temporary file; a dead writer's file goes."""
+    import subprocess
+    import sys
+
+    from t2ilib.io import atomic_write, remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    busy = tmp_path / f".cache.pt.{os.getpid()}.k2j4h5g6.tmp"  # this process: still writing
+    killed = tmp_path / f".cache.pt.{dead}.a1b2c3d4.tmp"
+    for f in (busy, killed):
+        f.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [killed] and busy.exists()
+    with atomic_write(tmp_path / "cache.pt") as f:  # atomic_write names its file that way
+        (mine,) = [p for p in tmp_path.glob(".cache.pt.*.tmp") if p != busy]
+        assert mine.name.startswith(f".cache.pt.{os.getpid()}.")
+        assert remove_stale_temporaries(tmp_path) == [] and mine.exists()
+        f.write(b"whole")
+    assert (tmp_path / "cache.pt").read_bytes() == b"whole"
+
+
 def test_a_fresh_run_never_appends_to_an_old_log(tmp_path):
     (tmp_path / "losses.csv").write_text("step,epoch,mse\n1,0.1,9.0\n")
     Engine(LinearTask(), tmp_path).fit(progress_bar=False)
