@@ -29,8 +29,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from t2ilib.apps.options import add_run_options, dataset_root, positive, recipe_field
+from t2ilib.apps.options import (
+    add_run_options,
+    dataset_root,
+    positive,
+    recipe_field,
+    run_status,
+)
 from t2ilib.apps.train_sisgan import add_parser as add_sisgan_parser
 from t2ilib.apps.train_sisgan import train_sisgan
 
@@ -44,9 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     ``manipulate``, ``convert-damsm``, ``doctor``)."""
     parser = argparse.ArgumentParser(prog="t2ilib", description="t2i-course command line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     train = commands.add_parser("train", help="train a model")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    _add_train_ssagan(models)
+    add_sisgan_parser(models)
+    for add in (_add_sample, _add_evaluate, _add_manipulate, _add_convert_damsm, _add_doctor):
+        add(commands)
+    return parser
+
+
+def _add_train_ssagan(models: Any) -> None:
+    """``train ssagan``: every option overrides one field of the recipe."""
     ssa = models.add_parser("ssagan", help="train SSA-GAN (t2ilib.ssagan)",
                             description="Train SSA-GAN with a recipe (t2ilib.ssagan.recipes); "
                             "every option below that is not given keeps the recipe's value.")
@@ -81,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch.compile G and the DAMSM image encoder")
     add_run_options(ssa, "gate_init_g=0")
 
-    add_sisgan_parser(models)
 
+def _add_sample(commands: Any) -> None:
+    """``sample``: images for captions from an SSA-GAN checkpoint."""
     sample = commands.add_parser("sample", help="draw images for captions from a checkpoint")
     sample.add_argument("--checkpoint", type=Path, required=True)
     sample.add_argument("--caption", action="append", required=True,
@@ -93,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     sample.add_argument("--no-ema", action="store_true", help="use G, not its EMA copy")
 
+
+def _add_evaluate(commands: Any) -> None:
+    """``evaluate``: FID, IS, R-precision and the ToyBirds metrics of a checkpoint."""
     ev = commands.add_parser("evaluate", help="FID, IS, R-precision, ToyBirds oracle metrics "
                                               "of a checkpoint (t2ilib.apps.evaluate)")
     ev.add_argument("--checkpoint", type=Path, required=True)
@@ -118,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ToyBirds oracle file (default: load or train the data set's oracle)")
     ev.add_argument("--out", type=Path, default=Path("report.json"))
 
+
+def _add_manipulate(commands: Any) -> None:
+    """``manipulate``: edit an image with a SISGAN checkpoint."""
     man = commands.add_parser("manipulate", help="edit an image to match a caption with a "
                                                  "SISGAN checkpoint (t2ilib.sisgan)")
     man.add_argument("--checkpoint", type=Path, required=True)
@@ -131,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the source and the edit next to each other")
     man.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
+
+def _add_convert_damsm(commands: Any) -> None:
+    """``convert-damsm``: import AttnGAN's released DAMSM for CUB."""
     conv = commands.add_parser("convert-damsm", help="import AttnGAN's released DAMSM for CUB "
                                                      "(t2ilib.damsm.convert)")
     conv.add_argument("--text", type=Path, default=None, help="text_encoder200.pth (default: "
@@ -142,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--out", type=Path, default=None, help="default: $T2I_DATA/checkpoints/"
                       "damsm_cub_attngan/checkpoint.pt (then: train ssagan --damsm OUT)")
 
+
+def _add_doctor(commands: Any) -> None:
+    """``doctor``: which data, weight files and GPU each run finds."""
     doc = commands.add_parser("doctor", help="which data, weight files and GPU each run "
                                              "finds (t2ilib.apps.doctor)")
     doc.add_argument("--data-root", type=Path, default=None, help="default: $T2I_DATA or data/")
     doc.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    return parser
 
 
 #: Options of ``train ssagan`` that override the recipe field of the same name.
@@ -174,9 +201,11 @@ def _recipe(args: argparse.Namespace):
     return recipe.with_(**changes)
 
 
-def _train_ssagan(args: argparse.Namespace) -> int:
-    import torch
-
+def _ssagan_damsm(args: argparse.Namespace, recipe: Any, data: Any, root: Path, run_dir: Path,
+                  distributed: bool, device: Any) -> tuple[Any, Any, int]:
+    """The run's DAMSM: ``--damsm`` (its vocabulary checked against the data's), else one
+    pretrained into ``run_dir/damsm``. Returns the two encoders and the side the image encoder
+    was trained at."""
     from t2ilib.damsm.image_encoder import (
         InceptionEncoder,
         InceptionEncoderConfig,
@@ -190,13 +219,43 @@ def _train_ssagan(args: argparse.Namespace) -> int:
         trained_image_size,
     )
     from t2ilib.data.cache import CachedCUBDataset
+    from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
+
+    cfg, resolution = recipe.train, recipe.model.resolution
+    if args.damsm is not None:
+        from t2ilib.damsm.convert import check_damsm_vocabulary
+
+        text_encoder, image_encoder, damsm_info = load_damsm(args.damsm)
+        check_damsm_vocabulary(damsm_info["fingerprint"], data.vocab, args.damsm)
+        return (text_encoder, image_encoder,
+                trained_image_size(damsm_info["fingerprint"]) or resolution)
+    if distributed:
+        raise ValueError("pretrain the DAMSM first (one process), then pass --damsm")
+    text_encoder = TextEncoder(TextEncoderConfig(len(data.vocab),
+                                                 hidden_dim=recipe.model.sentence_dim))
+    kind = args.image_encoder or ("inception" if args.dataset == "cub" else "small_cnn")
+    dim = text_encoder.config.hidden_dim  # both encoders map into the sentence's space
+    image_encoder = (InceptionEncoder(InceptionEncoderConfig(embed_dim=dim))
+                     if kind == "inception" else SmallCNNEncoder(SmallCNNConfig(embed_dim=dim)))
+    config = DAMSMTrainConfig(epochs=args.damsm_epochs, max_steps_per_epoch=cfg.max_steps_per_epoch)
+    load_or_train_damsm(run_dir / "damsm", text_encoder, image_encoder,
+                        CachedCUBDataset(root, "train", image_size=resolution, seed=cfg.seed),
+                        config, batch_size=cfg.batch_size, seed=cfg.seed,
+                        extra={"data": data.describe()}, device=device)
+    return text_encoder, image_encoder, resolution
+
+
+def _train_ssagan(args: argparse.Namespace) -> int:
+    import torch
+
+    from t2ilib.damsm.image_encoder import SmallCNNEncoder
+    from t2ilib.data.cache import CachedCUBDataset
     from t2ilib.data.toybirds import SAMPLE_CAPTIONS
     from t2ilib.data.trainset import TrainData
     from t2ilib.engine import ddp
     from t2ilib.engine.loop import load_or_train
     from t2ilib.runtime import pick_device, repo_root, seed_everything
     from t2ilib.ssagan.train import ssagan_engine
-    from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 
     recipe = _recipe(args)
     cfg, resolution = recipe.train, recipe.model.resolution
@@ -210,28 +269,8 @@ def _train_ssagan(args: argparse.Namespace) -> int:
     dataset = CachedCUBDataset(root, "train", image_size=resolution, uint8=True)
     toy = args.dataset == "toybirds"  # named as notebook 07 names it: the CLI resumes its runs
     data = TrainData.from_dataset(dataset, name="toybirds" if toy else f"cub:{root.name}")
-    damsm_size = resolution
-    if args.damsm is not None:
-        text_encoder, image_encoder, damsm_info = load_damsm(args.damsm)
-        from t2ilib.damsm.convert import check_damsm_vocabulary
-
-        check_damsm_vocabulary(damsm_info["fingerprint"], data.vocab, args.damsm)
-        damsm_size = trained_image_size(damsm_info["fingerprint"]) or resolution
-    else:
-        if info.distributed:
-            raise ValueError("pretrain the DAMSM first (one process), then pass --damsm")
-        text_encoder = TextEncoder(TextEncoderConfig(len(data.vocab),
-                                                     hidden_dim=recipe.model.sentence_dim))
-        kind = args.image_encoder or ("inception" if args.dataset == "cub" else "small_cnn")
-        dim = text_encoder.config.hidden_dim  # both encoders map into the sentence's space
-        image_encoder = (InceptionEncoder(InceptionEncoderConfig(embed_dim=dim))
-                         if kind == "inception" else SmallCNNEncoder(SmallCNNConfig(embed_dim=dim)))
-        config = DAMSMTrainConfig(epochs=args.damsm_epochs,
-                                  max_steps_per_epoch=cfg.max_steps_per_epoch)
-        load_or_train_damsm(run_dir / "damsm", text_encoder, image_encoder,
-                            CachedCUBDataset(root, "train", image_size=resolution, seed=cfg.seed),
-                            config, batch_size=cfg.batch_size, seed=cfg.seed,
-                            extra={"data": data.describe()}, device=device)
+    text_encoder, image_encoder, damsm_size = _ssagan_damsm(args, recipe, data, root, run_dir,
+                                                            info.distributed, device)
     small_cnn = isinstance(image_encoder, SmallCNNEncoder)  # Inception resizes to 299 itself
     recipe = recipe.with_(sentence_dim=text_encoder.config.hidden_dim,
                           damsm_image_size=(damsm_size if small_cnn and damsm_size != resolution
@@ -241,9 +280,7 @@ def _train_ssagan(args: argparse.Namespace) -> int:
                            sample_captions=SAMPLE_CAPTIONS if toy else None)
     result = load_or_train(engine, retrain=args.retrain)
     if info.is_main:
-        state = "interrupted" if result.interrupted else ("done" if result.trained else
-                                                          "already trained (loaded)")
-        print(json.dumps({"status": state, "recipe": recipe.name, "step": result.step,
+        print(json.dumps({"status": run_status(result), "recipe": recipe.name, "step": result.step,
                           "epoch": result.epoch, "checkpoint": str(engine.checkpoint_path)}))
     ddp.shutdown_distributed()
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["positive", "add_run_options", "recipe_field", "dataset_root"]
+__all__ = ["positive", "add_run_options", "recipe_field", "dataset_root", "run_status"]
 
 
 def positive(text: str) -> int:
@@ -66,3 +66,10 @@ def dataset_root(args: argparse.Namespace) -> Path:
     if args.data_dir is not None and (args.data_dir / "toybirds.json").is_file():
         return args.data_dir  # an existing ToyBirds set, whatever its size
     return ensure_toybirds(args.data_dir)
+
+
+def run_status(result: Any) -> str:
+    """The ``status`` a ``train`` command prints for a :class:`~t2ilib.engine.loop.TrainResult`."""
+    if result.interrupted:
+        return "interrupted"
+    return "done" if result.trained else "already trained (loaded)"

@@ -19,7 +19,13 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from t2ilib.apps.options import add_run_options, dataset_root, positive, recipe_field
+from t2ilib.apps.options import (
+    add_run_options,
+    dataset_root,
+    positive,
+    recipe_field,
+    run_status,
+)
 
 __all__ = ["add_parser", "train_sisgan"]
 
@@ -114,9 +120,7 @@ def train_sisgan(args: argparse.Namespace) -> int:
                            run_dir=run_dir, image_encoder=encoders.image_encoder,
                            vgg_weights=args.vgg_weights, tensorboard=args.tensorboard)
     result = load_or_train_sisgan(engine, retrain=args.retrain).result
-    state = "interrupted" if result.interrupted else ("done" if result.trained else
-                                                      "already trained (loaded)")
-    print(json.dumps({"status": state, **status, "step": result.step, "epoch": result.epoch,
-                      "train_seconds": round(result.train_seconds),
+    print(json.dumps({"status": run_status(result), **status, "step": result.step,
+                      "epoch": result.epoch, "train_seconds": round(result.train_seconds),
                       "checkpoint": str(engine.checkpoint_path)}))
     return 0

@@ -107,8 +107,9 @@ def load_encoders(data: SISGANData, root: str | os.PathLike[str], folder: str | 
 
         text_encoder, image_enc, info = load_damsm(damsm, device)
         check_damsm_vocabulary(info["fingerprint"], data.train.vocab, damsm)
-        path, trained, size = Path(damsm), False, trained_image_size(info["fingerprint"])
-    elif data.damsm_set is None:  # ToyBirds: notebook 02's encoders
+        return Encoders(text_encoder.eval().requires_grad_(False), image_enc,
+                        trained_image_size(info["fingerprint"]), Path(damsm), False)
+    if data.damsm_set is None:  # ToyBirds: notebook 02's encoders
         tiny_args = ({"epochs": 1, "batch_size": 8, "cnn_width": 8, "path": folder} if tiny
                      else {})
         text_encoder, image_enc, run = load_or_train_toybirds_damsm(root, device=device,
@@ -123,7 +124,5 @@ def load_encoders(data: SISGANData, root: str | os.PathLike[str], folder: str | 
                                   batch_size=batch_size, seed=seed,
                                   extra={"data": data.train.describe()}, retrain=retrain,
                                   device=device)
-    if damsm is None:
-        path, trained, size = run.path, run.trained, trained_image_size(run.fingerprint)
-    return Encoders(text_encoder.eval().requires_grad_(False), image_enc.eval(), size, path,
-                    trained, damsm is None and run.interrupted)
+    return Encoders(text_encoder.eval().requires_grad_(False), image_enc.eval(),
+                    trained_image_size(run.fingerprint), run.path, run.trained, run.interrupted)
