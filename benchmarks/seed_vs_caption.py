@@ -14,23 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
-from t2ilib.apps.demo import DEFAULT_CAPTION
-from t2ilib.ssagan.sampling import generate, load_generator
-
-#: Notebook 10's captions (section 4).
-CAPTIONS = [DEFAULT_CAPTION, "a yellow bird with black wings", "a green bird with a red crown",
-            "a blue bird with white wings"]
+from t2ilib.ssagan.controlled import seed_vs_caption
+from t2ilib.ssagan.sampling import load_generator
 
 
 def measure(checkpoint: str, n: int = 4, seed: int = 0) -> dict[str, float]:
     """``{"by_caption", "by_seed"}`` for ``checkpoint`` (G's EMA copy when it has one)."""
     g, text_encoder, vocab, _ = load_generator(checkpoint, "cpu")
-    z = torch.randn(n, g.config.nz, generator=torch.Generator().manual_seed(seed))
-    grid = torch.stack([generate(g, text_encoder, vocab, [c] * n, z)[0] for c in CAPTIONS])
-    return {"by_caption": (grid[1:] - grid[:1]).abs().mean().item(),  # same noise, other caption
-            "by_seed": (grid[:, 1:] - grid[:, :1]).abs().mean().item()}  # same caption, other z
+    return seed_vs_caption(g, text_encoder, vocab, n=n, seed=seed)
 
 
 def main() -> None:

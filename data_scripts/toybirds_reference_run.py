@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def judge(checkpoint: Path, root: Path, n_eval: int, device: str) -> dict:
             "toy_fid": toy["toy_fid"]["generated"], "toy_fid_floor": toy["toy_fid"]["real_vs_real"]}
 
 
-def draw_figure(run_dir: Path, stages: list[dict], path: Path) -> None:
-    """Sample grids of every stage (left) beside alignment and toy FID over epochs (right)."""
+def draw_figure(run_dir: Path, stages: list[dict], captions: list[str], path: Path) -> None:
+    """Sample grids of every stage (left, each column's caption under the last grid) beside
+    alignment and toy FID over epochs (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,6 +94,12 @@ def draw_figure(run_dir: Path, stages: list[dict], path: Path) -> None:
                      f"{gen['body_color']:.2f}, mean {gen['mean']:.2f}, "
                      f"toy FID {stage['toy_fid']:.0f}", fontsize=8, loc="left")
         ax.axis("off")
+        if row == n - 1:  # the grid is one row of len(captions) cells: caption each column
+            width, height = ax.images[0].get_size()[1], ax.images[0].get_size()[0]
+            cell = width / len(captions)
+            for i, caption in enumerate(captions):
+                ax.text((i + 0.5) * cell, height + 2, textwrap.fill(caption, 14),
+                        ha="center", va="top", fontsize=5.2)
     epochs = [s["epoch"] for s in stages]
     ax = fig.add_subplot(grid[: max(1, n // 2), 1])
     for key, style in (("body_color", "o-"), ("mean", "s-")):
@@ -110,7 +118,7 @@ def draw_figure(run_dir: Path, stages: list[dict], path: Path) -> None:
     ax.legend(fontsize=6)
     ax.tick_params(labelsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -153,7 +161,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(json.dumps({"epoch": epochs, **done[str(epochs)]["generated"],
                           "toy_fid": round(done[str(epochs)]["toy_fid"], 1)}))
     ordered = [done[str(e)] for e in stages]
-    draw_figure(run_dir, ordered, repo_root() / FIGURE)
+    captions = read_checkpoint(run_dir / f"epoch_{stages[-1]:03d}.pt",
+                               "ssagan")["meta"]["sample_captions"]
+    draw_figure(run_dir, ordered, captions, repo_root() / FIGURE)
     (repo_root() / RESULTS).write_text(json.dumps(
         {"command": " ".join(["python data_scripts/toybirds_reference_run.py",
                                 *(sys.argv[1:] if argv is None else argv)]),

@@ -344,3 +344,44 @@ def test_build_demo_with_sisgan(model: DemoModel, sisgan: SISGANModel):
     assert app.sisgan.status == "ok" and app.sisgan.result is not None
     off = build_demo(model, None, sisgan_note="switched off")
     assert plain_text(off.sisgan.message.value).strip().endswith("switched off")
+
+
+# ----------------------------------------------------------------------------- several models
+
+def _other_model(model: DemoModel, seed: int) -> DemoModel:
+    torch.manual_seed(seed)
+    g = Generator(SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=16))
+    randomize_zero_params(g, seed=seed)
+    return DemoModel(g.eval(), model.text_encoder, model.vocab, None, f"another model {seed}")
+
+
+def test_the_model_switch_redraws_with_the_chosen_model_and_names_it(model: DemoModel):
+    other = _other_model(model, 7)
+    demo = SSAGANDemo({"yours": model, "reference": other}, caption=CAPTIONS[0], n_samples=2)
+    assert demo.model is model and demo.choice.options == ("yours", "reference")
+    first = demo.result.images.clone()
+    demo.choice.value = "reference"
+    assert demo.model is other and "another model 7" in plain_text(demo.info.value)
+    assert demo.renders == 2 and (demo.result.images - first).abs().mean() > 1e-3
+    assert SSAGANDemo(model).choice is None  # one model: no switch
+
+
+def test_sisgan_model_switch(model: DemoModel, sisgan: SISGANModel):
+    fewer = SISGANModel(sisgan.generator, sisgan.text_encoder, sisgan.vocab, sisgan.sources[:2],
+                        CAPTIONS[:2], "the same SISGAN, two sources")
+    tab = SISGANDemo({"yours": sisgan, "reference": fewer}, caption=CAPTIONS[0])
+    tab.index.value = 2
+    tab.choice.value = "reference"
+    assert tab.model is fewer and tab.index.max == 1 and tab.index.value == 1
+    assert tab.status == "ok" and "two sources" in plain_text(tab.info.value)
+
+
+def test_measured_masks_show_the_stage_that_localises_the_bird(model: DemoModel):
+    measured = DemoModel(model.generator, model.text_encoder, model.vocab, None, "measured",
+                         mask_iou={"stages": [{"size": r, "iou": v} for r, v in
+                                              ((4, 0.10), (8, 0.12), (16, 0.41), (32, 0.20))],
+                                   "centred_blob": 0.29})
+    assert measured.best_mask_stage() == (2, 0.41, 0.29) and model.best_mask_stage() is None
+    one = decode(generate_with_masks(measured, CAPTIONS[0], 3, 2).png)
+    every = decode(generate_with_masks(model, CAPTIONS[0], 3, 2).png)
+    assert one.height == 2 * (CELL + 2) + 2 and every.height == 5 * (CELL + 2) + 2

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from t2ilib.apps.cli import main
+from t2ilib.apps.demo_models import DemoModel
 from t2ilib.apps.evaluate import (
     EvalConfig,
     ToyScorer,
@@ -220,3 +221,19 @@ def test_cli_evaluate_errors_are_one_line(toy, tmp_path, monkeypatch, capsys, ex
     assert "Traceback" not in "\n".join(err)
     assert re.match(r"t2ilib( evaluate)?: error: ", err[-1]) and expected in err[-1]
     assert not (tmp_path / "r.json").exists()
+
+
+def test_measure_masks_gives_the_demo_the_stage_that_localises_best(toy):
+    from t2ilib.apps.demo_models import measure_masks
+    from t2ilib.ssagan.sampling import load_generator
+
+    g, te, vocab, _ = load_generator(toy["ssacn"])
+    model = DemoModel(g, te, vocab, toy["ssacn"], "tiny")
+    assert model.best_mask_stage() is None
+    masks = measure_masks(model, toy["root"], n_samples=8, oracle=toy["oracle"])
+    assert model.mask_iou == masks and [s["size"] for s in masks["stages"]] == [4, 8, 16, 32]
+    k, iou, disc = model.best_mask_stage()
+    assert iou == max(s["iou"] for s in masks["stages"]) == masks["stages"][k]["iou"]
+    assert disc == masks["centred_blob"]
+    with pytest.raises(ValueError, match="no checkpoint"):
+        measure_masks(DemoModel(g, te, vocab, None, "unsaved"), toy["root"], oracle=toy["oracle"])

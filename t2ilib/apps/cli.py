@@ -16,6 +16,8 @@ Commands::
     python -m t2ilib convert-damsm --text text_encoder200.pth --image image_encoder200.pth \\
         --captions data/birds/captions.pickle --out data/checkpoints/damsm_cub_attngan/checkpoint.pt
     python -m t2ilib doctor [--data-root DIR] [--json]   # data, weight files, GPU per run
+    python -m t2ilib export data/runs/nb07_toybirds_32px/checkpoint.pt my_model.pt  # G + text
+        encoder only, float16 (t2ilib.engine.sampling_file): what sample and manipulate need
 
 Bad arguments and expected failures (missing data, a checkpoint of another configuration)
 end with a one-line ``t2ilib: error: ...`` and exit status 2, not a traceback.
@@ -48,14 +50,15 @@ RESOLUTIONS = (32, 64, 128, 256)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``train ssagan``, ``train sisgan``, ``sample``, ``evaluate``,
-    ``manipulate``, ``convert-damsm``, ``doctor``)."""
+    ``manipulate``, ``convert-damsm``, ``doctor``, ``export``)."""
     parser = argparse.ArgumentParser(prog="t2ilib", description="t2i-course command line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser("train", help="train a model")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
     _add_train_ssagan(models)
     add_sisgan_parser(models)
-    for add in (_add_sample, _add_evaluate, _add_manipulate, _add_convert_damsm, _add_doctor):
+    for add in (_add_sample, _add_evaluate, _add_manipulate, _add_convert_damsm, _add_doctor,
+                _add_export):
         add(commands)
     return parser
 
@@ -152,6 +155,14 @@ def _add_manipulate(commands: Any) -> None:
     man.add_argument("--side-by-side", action="store_true",
                      help="write the source and the edit next to each other")
     man.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def _add_export(commands: Any) -> None:
+    """``export``: the sampling-only copy of a training checkpoint."""
+    exp = commands.add_parser("export", help="keep only G and the text encoder of an SSA-GAN or "
+                              "SISGAN checkpoint, in float16 (t2ilib.engine.sampling_file)")
+    exp.add_argument("checkpoint", type=Path, help="a training checkpoint or its run folder")
+    exp.add_argument("out", type=Path, help="the file to write (.pt)")
 
 
 def _add_convert_damsm(commands: Any) -> None:
@@ -366,6 +377,21 @@ def _manipulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from t2ilib.engine.checkpoint import checkpoint_file, checkpoint_id
+    from t2ilib.engine.sampling_file import export_sampling_file
+
+    source = checkpoint_file(args.checkpoint)
+    if not source.is_file():
+        raise FileNotFoundError(f"no checkpoint at {args.checkpoint}")
+    out = export_sampling_file(source, args.out)
+    size = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size:.1f} MiB, from {source.stat().st_size / 2**20:.1f} MiB; "
+          f"{checkpoint_id(out).split('@')[1]}): use it with sample --checkpoint "
+          f"or manipulate --checkpoint")
+    return 0
+
+
 def _convert_damsm(args: argparse.Namespace) -> int:
     from t2ilib.damsm.convert import attngan_release_files, convert_attngan_damsm
 
@@ -392,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _manipulate(args)
             if args.command == "convert-damsm":
                 return _convert_damsm(args)
+            if args.command == "export":
+                return _export(args)
             if args.command == "doctor":
                 from t2ilib.apps.doctor import run_doctor
 

@@ -7,9 +7,14 @@ Two tabs of ipywidgets, with all their logic here so that tests drive them from 
   $z_i \sim \mathcal N(0, I)$ taken from a generator seeded with the slider's value (so
   sample $i$ is the same whatever the number of samples), and shows under the images each
   stage's SSACN mask $m_k$ as a red tint $\tilde x = (1 - \alpha m_k)\,\hat x + \alpha m_k c$
-  (:func:`t2ilib.viz.mask_overlay`).
+  (:func:`t2ilib.viz.mask_overlay`); once the masks are measured
+  (:func:`t2ilib.apps.demo_models.measure_masks`), only the stage that localises the bird
+  best, labelled with its IoU.
 * **SISGAN** (:class:`SISGANDemo`): pick a source image of the test split, type a new
   caption, see $G(x, \varphi(\tilde t))$ next to the source $x$.
+
+Given several models (yours and the course's reference models), each tab gets a *Model*
+switch and says which model drew the picture.
 
 Captions go through the models' vocabulary (:func:`check_caption`): unknown words are
 dropped *and shown* as a warning in the UI (the vocabulary of AttnGAN-style models has no
@@ -24,22 +29,20 @@ The models come from notebooks 07 (SSA-GAN) and 09 (SISGAN), through
 from __future__ import annotations
 
 import html
-import io
-import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from t2ilib.apps.demo_models import DemoModel, SISGANModel
+from t2ilib.apps.demo_render import CELL, message_html, plain_text, render_rows
 from t2ilib.data.cub import WORDS_NUM
 from t2ilib.text.vocab import Vocabulary, tokenize
-from t2ilib.viz import make_grid, mask_overlay
+from t2ilib.viz import mask_overlay
 
 __all__ = ["DEFAULT_CAPTION", "CaptionCheck", "check_caption", "cut_words", "caption_notes",
            "SSAGANResult",
@@ -47,8 +50,6 @@ __all__ = ["DEFAULT_CAPTION", "CaptionCheck", "check_caption", "cut_words", "cap
            "SISGANDemo", "DemoApp", "build_demo"]
 
 DEFAULT_CAPTION = "this bird has a red body and blue wings"
-#: Side of one picture in the rendered PNG (pixels); smaller models are upscaled to it.
-CELL = 96
 
 
 # ------------------------------------------------------------------------- captions
@@ -159,70 +160,16 @@ def generate_with_masks(model: DemoModel, caption: str, seed: int, n_samples: in
     images, masks = g(z.to(device), sentence)
     images, masks = images.float().cpu(), [m.float().cpu() for m in masks]
     rows, labels = [images], ["generated"]
-    if show_masks:
+    best = model.best_mask_stage()
+    if show_masks and best is not None:  # measured: the stage that localises the bird best
+        k, iou, disc = best
+        rows.append(mask_overlay(images, masks[k]))
+        labels.append(f"mask {masks[k].shape[-1]} px\nIoU {iou:.2f}\n(disc {disc:.2f})")
+    elif show_masks:
         rows += [mask_overlay(images, m) for m in masks]
         labels += [f"mask {m.shape[-1]} px" for m in masks]
     png = render_rows(rows, labels, cell)
     return SSAGANResult(check, images, masks, png, time.perf_counter() - start)
-
-
-def render_rows(rows: Sequence[Tensor], labels: Sequence[str], cell: int = CELL,
-                label_width: int = 84) -> bytes:
-    """One PNG: each row ``(B, 3, H, W)`` in [-1, 1] resized to ``cell`` px, label on its left.
-
-    Images smaller than ``cell`` are enlarged with nearest-neighbour (pixels stay visible),
-    larger ones shrunk with antialiasing. Rows must hold the same number of images.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    if len(rows) != len(labels) or not rows:
-        raise ValueError(f"{len(rows)} rows and {len(labels)} labels")
-    b = rows[0].shape[0]
-    if any(r.shape[0] != b for r in rows):
-        raise ValueError(f"rows hold different numbers of images: {[r.shape[0] for r in rows]}")
-    resized = []
-    for r in rows:
-        r = r.detach().float().cpu()
-        up = r.shape[-1] < cell
-        resized.append(F.interpolate(r, size=(cell, cell), mode="nearest" if up else "bilinear",
-                                     antialias=not up, align_corners=None if up else False))
-    pad = 2
-    grid = make_grid(torch.cat(resized), ncol=b, pad=pad)                    # (3, H', W')
-    picture = Image.fromarray(grid.permute(1, 2, 0).numpy())
-    canvas = Image.new("RGB", (picture.width + label_width, picture.height), "white")
-    canvas.paste(picture, (label_width, 0))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    for i, label in enumerate(labels):
-        top = pad + i * (cell + pad)
-        draw.text((4, top + cell // 2 - 6), label, fill=(40, 40, 40), font=font)
-    out = io.BytesIO()
-    canvas.save(out, format="PNG")
-    return out.getvalue()
-
-
-# ------------------------------------------------------------------------- messages
-
-_STYLES = {
-    "ok": "color:#1e4620;background:#edf7ed;border:1px solid #b7dfb9",
-    "warning": "color:#663c00;background:#fff4e5;border:1px solid #ffb74d",
-    "error": "color:#5f2120;background:#fdeded;border:1px solid #ef9a9a",
-}
-
-
-def message_html(kind: str, text: str) -> str:
-    """A coloured box (``kind``: ok, warning or error) around ``text`` (HTML, already escaped)."""
-    if kind not in _STYLES:
-        raise ValueError(f"kind must be one of {sorted(_STYLES)}, got {kind!r}")
-    icon = {"ok": "&#10003;", "warning": "&#9888;", "error": "&#10007;"}[kind]
-    return (f'<div class="t2i-{kind}" style="{_STYLES[kind]};padding:4px 8px;'
-            f'border-radius:4px;margin:2px 0">{icon} {text}</div>')
-
-
-def plain_text(markup: str) -> str:
-    """The text of an HTML message, one line per box, tags removed and entities decoded."""
-    lines = re.sub(r"<[^>]+>", "", re.sub(r"</div>\s*", "\n", markup))
-    return html.unescape(lines).strip()
 
 
 def _caption_messages(check: CaptionCheck, vocab: Vocabulary, picture: int = 0,
@@ -263,11 +210,14 @@ class SSAGANDemo:
     ``renders`` (how many images were drawn so far).
     """
 
-    def __init__(self, model: DemoModel, caption: str = DEFAULT_CAPTION, seed: int = 0,
-                 n_samples: int = 4, max_samples: int = 8, cell: int = CELL):
+    def __init__(self, model: DemoModel | Mapping[str, DemoModel],
+                 caption: str = DEFAULT_CAPTION, seed: int = 0, n_samples: int = 4,
+                 max_samples: int = 8, cell: int = CELL):
         import ipywidgets as w
 
-        self.model, self.cell = model, cell
+        self.models = _named(model)
+        self.model, self.cell = next(iter(self.models.values())), cell
+        self.choice = _model_switch(self.models, self._on_model)
         self.caption = w.Text(value=caption, description="Caption", continuous_update=False,
                               placeholder="describe a bird, then press Enter",
                               layout=w.Layout(width="95%"))
@@ -278,14 +228,14 @@ class SSAGANDemo:
         self.show_masks = w.Checkbox(value=True, description="SSACN masks", indent=False)
         self.message = w.HTML()
         self.image = w.Image(format="png")
-        self.info = w.HTML(f"<small>{html.escape(model.describe())}</small>")
+        self.info = w.HTML(f"<small>{html.escape(self.model.describe())}</small>")
         for name, widget in (("caption", self.caption), ("seed", self.seed),
                              ("samples", self.n_samples), ("message", self.message),
                              ("images", self.image)):
             widget.add_class(f"t2i-{name}")
         for widget in (self.caption, self.seed, self.n_samples, self.show_masks):
             widget.observe(self._on_change, names="value")
-        self.widget = w.VBox([self.info, self.caption,
+        self.widget = w.VBox([*([self.choice] if self.choice else []), self.info, self.caption,
                               w.HBox([self.seed, self.n_samples, self.show_masks]),
                               self.message, self.image])
         self.result: SSAGANResult | None = None
@@ -294,6 +244,11 @@ class SSAGANDemo:
         self.update()
 
     def _on_change(self, change: dict[str, Any]) -> None:
+        self.update()
+
+    def _on_model(self, change: dict[str, Any]) -> None:
+        self.model = self.models[change["new"]]
+        self.info.value = f"<small>{html.escape(self.model.describe())}</small>"
         self.update()
 
     def update(self) -> SSAGANResult:
@@ -325,6 +280,28 @@ class SSAGANDemo:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
+def _named(models: Any) -> dict[str, Any]:
+    """``{label: model}``: a mapping as given, one model as ``{"model": model}``."""
+    named = dict(models) if isinstance(models, Mapping) else {"model": models}
+    if not named:
+        raise ValueError("no model to show")
+    return named
+
+
+def _model_switch(models: Mapping[str, Any], callback: Any) -> Any:
+    """A *Model* toggle over ``models``' labels calling ``callback`` on change (``None`` for
+    one model)."""
+    import ipywidgets as w
+
+    if len(models) < 2:
+        return None
+    switch = w.ToggleButtons(options=list(models), description="Model",
+                             style={"button_width": "auto"})
+    switch.add_class("t2i-model")
+    switch.observe(callback, names="value")
+    return switch
+
+
 # ------------------------------------------------------------------------- SISGAN tab
 
 class SISGANDemo:
@@ -333,11 +310,13 @@ class SISGANDemo:
     With ``model=None`` the tab shows why there is no SISGAN instead.
     """
 
-    def __init__(self, model: SISGANModel | None, caption: str = DEFAULT_CAPTION,
-                 index: int = 0, cell: int = 2 * CELL,
+    def __init__(self, model: SISGANModel | Mapping[str, SISGANModel] | None,
+                 caption: str = DEFAULT_CAPTION, index: int = 0, cell: int = 2 * CELL,
                  unavailable: str = "SISGAN model not available"):
         import ipywidgets as w
 
+        self.models = _named(model) if model is not None else {}
+        model = next(iter(self.models.values()), None)
         self.model, self.cell = model, cell
         self.message = w.HTML()
         self.message.add_class("t2i-message")
@@ -359,8 +338,16 @@ class SISGANDemo:
         self.image.add_class("t2i-images")
         for widget in (self.index, self.caption):
             widget.observe(lambda change: self.update(), names="value")
-        self.widget = w.VBox([w.HTML(f"<small>{html.escape(model.source)}</small>"), self.index,
+        self.info = w.HTML(f"<small>{html.escape(model.source)}</small>")
+        self.choice = _model_switch(self.models, self._on_model)
+        self.widget = w.VBox([*([self.choice] if self.choice else []), self.info, self.index,
                               self.source_caption, self.caption, self.message, self.image])
+        self.update()
+
+    def _on_model(self, change: dict[str, Any]) -> None:
+        self.model = self.models[change["new"]]
+        self.info.value = f"<small>{html.escape(self.model.source)}</small>"
+        self.index.max = len(self.model.sources) - 1
         self.update()
 
     def update(self) -> Tensor | None:
@@ -419,11 +406,13 @@ class DemoApp:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def build_demo(model: DemoModel, sisgan: SISGANModel | None = None,
+def build_demo(model: DemoModel | Mapping[str, DemoModel],
+               sisgan: SISGANModel | Mapping[str, SISGANModel] | None = None,
                caption: str = DEFAULT_CAPTION, seed: int = 0, n_samples: int = 4,
                sisgan_note: str = "SISGAN model not available") -> DemoApp:
     """The two-tab demo app for an SSA-GAN ``model`` and, if given, a SISGAN (else the
-    SISGAN tab shows ``sisgan_note``)."""
+    SISGAN tab shows ``sisgan_note``). Pass ``{label: model}`` to either for a *Model* switch
+    (e.g. ``{"yours (notebook 07)": ..., "reference": ...}``); the first is shown first."""
     import ipywidgets as w
 
     ssagan = SSAGANDemo(model, caption, seed, n_samples)

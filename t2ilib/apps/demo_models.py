@@ -5,6 +5,9 @@ otherwise trains a small SSA-GAN on ToyBirds with one of the recipes of
 :mod:`t2ilib.ssagan.recipes` (seconds in smoke mode) and keeps it under
 :func:`t2ilib.runtime.checkpoint_root` for the next time; :func:`load_or_train_sisgan_model`
 does the same for notebook 09's SISGAN and picks the source images to edit.
+:func:`load_reference_ssagan` and :func:`load_reference_sisgan` load the course's reference
+models, shipped in ``models/`` as sampling-only files (:mod:`t2ilib.engine.sampling_file`), and
+:func:`measure_masks` scores a model's SSACN masks against the ToyBirds oracle's segmentation.
 """
 
 from __future__ import annotations
@@ -13,19 +16,28 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from t2ilib.io import file_sha256
 from t2ilib.runtime import checkpoint_root, data_root, pick_device, repo_root, seed_everything
 from t2ilib.ssagan.recipes import RECIPES, Recipe
 from t2ilib.text.vocab import Vocabulary
 
 __all__ = ["DemoTrainConfig", "DemoModel", "notebook07_checkpoints", "load_or_train_demo_model",
-           "SISGANModel", "load_or_train_sisgan_model"]
+           "SISGANModel", "load_or_train_sisgan_model", "REFERENCE_FILES",
+           "reference_model_file", "reference_entry",
+           "load_reference_ssagan", "load_reference_sisgan",
+           "measure_masks"]
+
+#: The course's reference models (``models/README.md`` says how each was made).
+REFERENCE_FILES = {"ssagan": "ssagan_toybirds_reference.pt",
+                   "sisgan": "sisgan_toybirds_reference.pt"}
 
 # ------------------------------------------------------------------------- the SSA-GAN model
 
@@ -78,7 +90,9 @@ class DemoTrainConfig:
 class DemoModel:
     """A text-to-image generator ready for the demo (both networks in eval mode).
 
-    ``source``: where it came from, in words (shown in the UI).
+    ``source``: where it came from, in words (shown in the UI). ``mask_iou``: the oracle's
+    mask report (:func:`measure_masks`) once measured; the demo then shows the SSACN stage
+    that localises the bird best, labelled with its IoU, instead of every stage.
     """
 
     generator: torch.nn.Module
@@ -86,6 +100,16 @@ class DemoModel:
     vocab: Vocabulary
     checkpoint: Path | None
     source: str
+    mask_iou: dict[str, Any] = field(default_factory=dict)
+
+    def best_mask_stage(self) -> tuple[int, float, float] | None:
+        """``(stage index, its IoU, the centred disc's IoU)`` of the stage whose mask best
+        matches the oracle's bird, or ``None`` before :func:`measure_masks`."""
+        stages = self.mask_iou.get("stages") or []
+        if not stages:
+            return None
+        k = max(range(len(stages)), key=lambda i: stages[i]["iou"])
+        return k, float(stages[k]["iou"]), float(self.mask_iou["centred_blob"])
 
     @property
     def resolution(self) -> int:
@@ -239,10 +263,102 @@ def load_or_train_sisgan_model(checkpoint: str | os.PathLike[str] | None = None,
     if test.vocab != vocab:
         raise ValueError(f"the test split of {root} has another vocabulary than the SISGAN model")
     n = min(n_sources, len(test))
-    sources = test.images[:n].float() / 127.5 - 1.0                       # (n, 3, S, S)
-    size = int(g.config.image_size)
-    if sources.shape[-1] != size:
-        sources = F.interpolate(sources, size=(size, size), mode="bilinear", antialias=True,
-                                align_corners=False).clamp(-1, 1)
+    sources = _resized(test.images[:n].float() / 127.5 - 1.0, int(g.config.image_size))
     captions = [vocab.decode(test.captions[i * test.captions_per_image]) for i in range(n)]
     return SISGANModel(g, text_encoder, vocab, sources, captions, source, path)
+
+
+def _resized(images: Tensor, size: int) -> Tensor:
+    """``(N, 3, S, S)`` in [-1, 1] at ``size`` px (bilinear, antialiased; unchanged if S fits)."""
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False).clamp(-1, 1)
+
+
+# -------------------------------------------------------------------- the reference models
+
+def reference_model_file(kind: str) -> Path:
+    """``models/<file>`` of the repository for ``kind`` (``"ssagan"`` or ``"sisgan"``);
+    ``FileNotFoundError`` naming the script that makes it when it is missing."""
+    if kind not in REFERENCE_FILES:
+        raise ValueError(f"no reference model of kind {kind!r}: {sorted(REFERENCE_FILES)}")
+    path = repo_root() / "models" / REFERENCE_FILES[kind]
+    if not path.is_file():
+        script = {"ssagan": "toybirds_reference_run.py", "sisgan": "sisgan_reference_run.py"}
+        raise FileNotFoundError(f"no reference model at {path}: make it with "
+                                f"python data_scripts/{script[kind]} (models/README.md)")
+    return path
+
+
+def reference_entry(kind: str) -> dict[str, Any]:
+    """What ``models/reference_models.json`` records of the reference model of ``kind`` (its
+    file's SHA-256, where it came from, its measured figures), or ``{}`` when the record is
+    missing or describes another file."""
+    record = repo_root() / "models" / "reference_models.json"
+    if not record.is_file():
+        return {}
+    entry = json.loads(record.read_text()).get(kind, {})
+    path = repo_root() / "models" / REFERENCE_FILES[kind]
+    return entry if path.is_file() and entry.get("sha256") == file_sha256(path) else {}
+
+
+def _trained_for(payload_counters: dict[str, Any]) -> str:
+    return f"{int(payload_counters['epoch'])} epochs, {int(payload_counters['step']):,} steps"
+
+
+def load_reference_ssagan(device: str | torch.device = "cpu") -> DemoModel:
+    """The course's reference SSA-GAN (notebook 07's recipe trained 10x longer), from
+    ``models/ssagan_toybirds_reference.pt``, with its masks' measured IoU
+    (:func:`reference_entry`)."""
+    from t2ilib.ssagan.sampling import load_generator
+
+    path = reference_model_file("ssagan")
+    g, text_encoder, vocab, payload = load_generator(path, pick_device(str(device)))
+    source = (f"reference SSA-GAN ({_trained_for(payload['counters'])}; "
+              f"models/{path.name})")
+    measured = reference_entry("ssagan").get("figures", {}).get("mask_iou", {})
+    return DemoModel(g, text_encoder, vocab, path, source, dict(measured))
+
+
+def load_reference_sisgan(device: str | torch.device = "cpu",
+                          like: SISGANModel | None = None) -> SISGANModel:
+    """The course's reference SISGAN (notebook 09's run continued; the stage whose edits the
+    oracle reads best), from ``models/sisgan_toybirds_reference.pt``. Its source images are
+    ``like``'s (resized to its size) or, without ``like``, the ToyBirds test split's."""
+    from t2ilib.sisgan.sampling import load_sisgan
+
+    path = reference_model_file("sisgan")
+    g, text_encoder, vocab, info = load_sisgan(path, pick_device(str(device)))
+    source = f"reference SISGAN ({_trained_for(info)}; models/{path.name})"
+    if like is None:
+        from t2ilib.data.toybirds import ensure_toybirds
+        from t2ilib.data.trainset import load_native_split
+
+        test = load_native_split(ensure_toybirds(data_root() / "toybirds"), "test")
+        n = min(16, len(test))
+        images = test.images[:n].float() / 127.5 - 1.0
+        captions = [test.vocab.decode(test.captions[i * test.captions_per_image])
+                    for i in range(n)]
+    else:
+        images, captions = like.sources, like.source_captions
+    return SISGANModel(g, text_encoder, vocab, _resized(images, int(g.config.image_size)),
+                       list(captions), source, path)
+
+
+def measure_masks(model: DemoModel, root: str | os.PathLike[str], n_samples: int = 256,
+                  device: str | torch.device = "cpu",
+                  oracle: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Score ``model``'s SSACN masks against the ToyBirds oracle's segmentation of its images
+    (the ``mask_iou`` part of :func:`t2ilib.apps.evaluate.evaluate_checkpoint`'s toy report,
+    on ``n_samples`` test captions of ``root``; ``oracle``: a saved oracle, default the
+    course's); stores it in ``model.mask_iou`` and returns it."""
+    from t2ilib.apps.evaluate import EvalConfig, evaluate_checkpoint
+
+    if model.checkpoint is None:
+        raise ValueError(f"{model.source} has no checkpoint file to evaluate")
+    report = evaluate_checkpoint(model.checkpoint, root,
+                                 EvalConfig(metrics=("toy",), n_samples=n_samples),
+                                 device=device, oracle=oracle)
+    model.mask_iou = dict(report["toy"]["mask_iou"])
+    return model.mask_iou

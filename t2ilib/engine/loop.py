@@ -53,6 +53,7 @@ from t2ilib.engine.checkpoint import (
     stop_on_signals,
     write_checkpoint,
 )
+from t2ilib.engine.sampling_file import refuse_sampling_only
 from t2ilib.io import atomic_write, remove_stale_temporaries
 from t2ilib.runtime import machine, progress
 from t2ilib.viz import make_grid, read_loss_csv, save_grid
@@ -325,6 +326,7 @@ class Engine:
         """
         path = self.checkpoint_path if path is None else Path(path)
         payload = read_checkpoint(path, kind=self.task.kind, map_location=self.task.device)
+        refuse_sampling_only(payload, path)
         check_compatible(payload["fingerprint"], self.task.fingerprint(), path=path)
         state = self.task.state()
         missing = sorted(set(state) - set(payload["state"]))

@@ -33,7 +33,28 @@ from t2ilib.data.toybirds import ATTRIBUTES, CAPTIONED, load_groundtruth
 from t2ilib.metrics import toy_oracle as oracle_lib
 from t2ilib.metrics.fid import as_uint8
 
-__all__ = ["ToyScoreConfig", "ToyScorer"]
+__all__ = ["ToyScoreConfig", "ToyScorer", "oracle_view"]
+
+
+def oracle_view(images: Tensor, size: int, inner: int) -> Tensor:
+    """uint8 ``(B, 3, s, s)`` -> float ``(B, 3, size, size)`` in [-1, 1], the oracle's input.
+
+    A generated (or centre-cropped real) image shows the middle ``s / S_cache`` of a frame
+    (``S_cache = int(s * 76 / 64)``, :func:`t2ilib.data.augment.cache_size_for`): it is resized to
+    ``inner = round(size * s / S_cache)`` px and edge-padded to ``size``, so the bird has the
+    scale the oracle was trained on. (At s = 32 and size = 64, bicubic enlarging lets the
+    oracle read the body colour of real birds 95.8 % of the time, bilinear 94.2 %.)
+    """
+    x = images.float().div(127.5).sub(1.0)
+    if x.shape[-1] > inner:  # shrink: antialiased bilinear
+        x = F.interpolate(x, size=(inner, inner), mode="bilinear", align_corners=False,
+                          antialias=True)
+    elif x.shape[-1] < inner:  # enlarge: bicubic keeps small parts' colours readable
+        x = F.interpolate(x, size=(inner, inner), mode="bicubic",
+                          align_corners=False).clamp(-1.0, 1.0)
+    pad = (size - inner) // 2
+    rest = size - inner - pad
+    return F.pad(x, (pad, rest, pad, rest), mode="replicate")
 
 
 @dataclass(frozen=True)
@@ -115,22 +136,9 @@ class ToyScorer:
         self.n = 0
 
     def view(self, images: Tensor) -> Tensor:
-        """uint8 ``(B, 3, s, s)`` -> float ``(B, 3, S, S)`` in [-1, 1], the oracle's input.
-
-        A generated (or centre-cropped real) image shows the middle ``s / S_cache`` of a
-        frame: it is resized to ``inner`` px and edge-padded to ``S``, so the bird has the
-        scale the oracle was trained on. (At s = 32 and S = 64, bicubic enlarging lets the
-        oracle read the body colour of real birds 95.8 % of the time, bilinear 94.2 %.)
-        """
-        x = images.float().div(127.5).sub(1.0)
-        if x.shape[-1] > self.inner:  # shrink: antialiased bilinear
-            x = F.interpolate(x, size=(self.inner, self.inner), mode="bilinear",
-                              align_corners=False, antialias=True)
-        elif x.shape[-1] < self.inner:  # enlarge: bicubic keeps small parts' colours readable
-            x = F.interpolate(x, size=(self.inner, self.inner), mode="bicubic",
-                              align_corners=False).clamp(-1.0, 1.0)
-        rest = self.size - self.inner - self.pad
-        return F.pad(x, (self.pad, rest, self.pad, rest), mode="replicate")
+        """uint8 ``(B, 3, s, s)`` -> float ``(B, 3, S, S)`` in [-1, 1], the oracle's input
+        (:func:`oracle_view`)."""
+        return oracle_view(images, self.size, self.inner)
 
     def crop(self, masks: Tensor) -> Tensor:
         """``(B, S, S)`` in the oracle's frame -> ``(B, inner, inner)``, the image's own part."""
