@@ -20,6 +20,7 @@ Environment variables the course reads:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import random
@@ -30,10 +31,18 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "data_root", "checkpoint_root", "repo_root",
-           "is_smoke", "progress", "machine"]
+__all__ = ["step_generator", "seed_everything", "pick_device", "data_root", "checkpoint_root",
+           "repo_root", "is_smoke", "progress", "machine"]
 
 T = TypeVar("T")
+
+
+def step_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU generator seeded by ``(seed, *keys)`` (e.g. epoch, step, rank; or epoch, index)
+    through a hash: reproducible draws for any position without saving generator states."""
+    text = "/".join(str(k) for k in (seed, *keys))
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
 def seed_everything(seed: int) -> torch.Generator:

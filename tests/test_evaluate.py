@@ -198,7 +198,8 @@ def test_cli_evaluate_end_to_end(toy, tmp_path, capsys):
     assert {"checkpoint", "step", "model", "protocol", "rprec", "toy", "seconds"} <= set(report)
     assert "fid" not in report and "is" not in report
     assert report["protocol"]["n_samples"] == 8
-    assert {"alignment", "toy_fid", "mask_iou", "judged", "oracle"} <= set(report["toy"])
+    assert {"alignment", "binding", "toy_fid", "mask_iou", "judged", "oracle"} <= set(report["toy"])
+    assert set(report["toy"]["binding"]) == {"generated", "real", "shuffled"}
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-2])
     assert summary["n_samples"] == 8 and "rprec" in summary
 

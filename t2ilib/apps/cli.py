@@ -42,10 +42,10 @@ from t2ilib.apps.options import (
 )
 from t2ilib.apps.train_sisgan import add_parser as add_sisgan_parser
 from t2ilib.apps.train_sisgan import train_sisgan
+from t2ilib.ssagan.model import RESOLUTIONS
+from t2ilib.ssagan.recipes import RECIPES
 
 __all__ = ["build_parser", "main"]
-
-RESOLUTIONS = (32, 64, 128, 256)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +68,7 @@ def _add_train_ssagan(models: Any) -> None:
     ssa = models.add_parser("ssagan", help="train SSA-GAN (t2ilib.ssagan)",
                             description="Train SSA-GAN with a recipe (t2ilib.ssagan.recipes); "
                             "every option below that is not given keeps the recipe's value.")
-    ssa.add_argument("--recipe", choices=("paper", "paper_finetune", "toybirds", "smoke"),
+    ssa.add_argument("--recipe", choices=tuple(RECIPES),
                      default=None, help="default: toybirds for --dataset toybirds, paper for cub")
     ssa.add_argument("--dataset", choices=("toybirds", "cub"), default="toybirds")
     ssa.add_argument("--data-dir", type=Path, default=None,
@@ -195,8 +195,6 @@ RECIPE_OPTIONS = ("epochs", "batch_size", "resolution", "ngf", "ndf", "lr_g", "l
 
 def _recipe(args: argparse.Namespace):
     """The named recipe with every option the command line gives."""
-    from t2ilib.ssagan.recipes import RECIPES
-
     name = args.recipe or ("toybirds" if args.dataset == "toybirds" else "paper")
     changes = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
     if args.no_amp:

@@ -26,6 +26,7 @@ from t2ilib.apps.options import (
     recipe_field,
     run_status,
 )
+from t2ilib.sisgan.recipes import RECIPES
 
 __all__ = ["add_parser", "train_sisgan"]
 
@@ -40,7 +41,7 @@ def add_parser(models: Any) -> None:
     p = models.add_parser("sisgan", help="train SISGAN (t2ilib.sisgan)",
                           description="Train SISGAN with a recipe (t2ilib.sisgan.recipes); every "
                           "option below that is not given keeps the recipe's value.")
-    p.add_argument("--recipe", choices=("reference", "toybirds", "smoke"), default=None,
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                    help="default: toybirds for --dataset toybirds, else reference")
     p.add_argument("--dataset", choices=("toybirds", "cub", "flowers"), default="toybirds")
     p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: "
@@ -74,8 +75,6 @@ def add_parser(models: Any) -> None:
 
 def recipe_from(args: argparse.Namespace):
     """The named recipe with every option the command line gives."""
-    from t2ilib.sisgan.recipes import RECIPES
-
     recipe = RECIPES[args.recipe or ("toybirds" if args.dataset == "toybirds" else "reference")]
     changes = {k: getattr(args, k) for k in MODEL_OPTIONS + TRAIN_OPTIONS
                if getattr(args, k) is not None}

@@ -32,7 +32,6 @@ what this reader computes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from torch.utils.data import Dataset
 from t2ilib.data.augment import cache_size_for, center_crop, random_crop_flip
 from t2ilib.data.cub_check import CUB_REMEDY, META_REMEDY, bbox_problem, box_text, read_index
 from t2ilib.io import BadFileError, open_image
+from t2ilib.runtime import step_generator
 from t2ilib.text.vocab import (
     CaptionsPickle,
     Vocabulary,
@@ -358,8 +358,7 @@ class CaptionedImages(Dataset):
         """The generator item ``index`` draws from (``None``: torch's global RNG)."""
         if self.seed is None:
             return None
-        digest = hashlib.blake2b(f"{self.seed}/{self.epoch}/{index}".encode(), digest_size=8)
-        return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
+        return step_generator(self.seed, self.epoch, index)
 
     def captions_of(self, index: int) -> list[list[int]]:
         """All ``captions_per_image`` captions of image ``index`` as token-id lists."""

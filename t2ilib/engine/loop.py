@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from t2ilib.engine.checkpoint import (
 )
 from t2ilib.engine.sampling_file import refuse_sampling_only
 from t2ilib.io import atomic_write, remove_stale_temporaries
-from t2ilib.runtime import machine, progress
+from t2ilib.runtime import machine, progress, step_generator
 from t2ilib.viz import make_grid, read_loss_csv, save_grid
 
 __all__ = ["Task", "Engine", "TrainResult", "step_generator", "load_or_train"]
@@ -91,13 +90,6 @@ class Task(Protocol):
 
     def samples(self) -> tuple[Tensor, int] | None:
         """A grid to save after each epoch: images ``(N, 3, H, W)`` in [-1, 1] and columns."""
-
-
-def step_generator(seed: int, *keys: int) -> torch.Generator:
-    """A CPU generator seeded by ``(seed, *keys)`` (e.g. epoch, step, rank) through a hash."""
-    text = "/".join(str(k) for k in (seed, *keys))
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
 @dataclass

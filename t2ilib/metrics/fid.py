@@ -42,7 +42,6 @@ equal network and equal resize (:class:`FIDResult` records all four).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Iterable
@@ -53,7 +52,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from t2ilib.io import MissingWeightsError
+from t2ilib.io import MissingWeightsError, file_sha256
 from t2ilib.runtime import checkpoint_root
 
 __all__ = [
@@ -123,11 +122,7 @@ def verify_fid_weights(path: str | os.PathLike[str]) -> str:
         raise ValueError(f"{path} has {size:,} bytes, not the {FID_WEIGHTS_BYTES:,} of "
                          f"{FID_WEIGHTS_FILE} (truncated or another file); fetch it again from "
                          f"{FID_WEIGHTS_URL}")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    sha = digest.hexdigest()
+    sha = file_sha256(path)
     if sha != FID_WEIGHTS_SHA256:
         raise ValueError(f"{path} has SHA-256 {sha}, not {FID_WEIGHTS_SHA256} of "
                          f"{FID_WEIGHTS_FILE}; refusing to load it")

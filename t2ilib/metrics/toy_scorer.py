@@ -31,6 +31,7 @@ from t2ilib.data.augment import center_crop
 from t2ilib.data.cache import CachedCUBDataset
 from t2ilib.data.toybirds import ATTRIBUTES, CAPTIONED, load_groundtruth
 from t2ilib.metrics import toy_oracle as oracle_lib
+from t2ilib.metrics.binding import COLOUR_PARTS, binding_counts, binding_scores
 from t2ilib.metrics.fid import as_uint8
 
 __all__ = ["ToyScoreConfig", "ToyScorer", "oracle_view"]
@@ -187,6 +188,12 @@ class ToyScorer:
         real = oracle_lib.alignment(self.real_pred_plan, self.targets, judged)
         shuffled = oracle_lib.alignment(
             pred, oracle_lib.shuffled(self.targets, self.config.seed), judged)
+        parts = [p for p in COLOUR_PARTS if p in judged]
+        binding = {"generated": binding_scores(binding_counts(pred, self.targets, parts)),
+                   "real": binding_scores(binding_counts(self.real_pred_plan, self.targets,
+                                                         parts)),
+                   "shuffled": binding_scores(binding_counts(
+                       pred, oracle_lib.shuffled(self.targets, self.config.seed), parts))}
         chance: dict[str, Any] = {name: 1.0 / len(ATTRIBUTES[name]) for name in judged}
         chance["mean"] = sum(chance.values()) / len(judged) if judged else None
         features = torch.cat(self.features)
@@ -201,6 +208,7 @@ class ToyScorer:
             "not_judged": [name for name in CAPTIONED if name not in judged],
             "alignment": {"generated": _scores(generated), "real": _scores(real),
                           "shuffled": _scores(shuffled), "chance": chance},
+            "binding": binding,
             "toy_fid": {"generated": oracle_lib.frechet_distance(features, self.real_features),
                         "real_vs_real": floor, "n_generated": len(features),
                         "n_real_split": m, "n_reference": len(self.real_features),

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from t2ilib.data.augment import cache_size_for
 from t2ilib.data.toybirds import ATTRIBUTES
+from t2ilib.metrics.binding import COLOUR_PARTS
 from t2ilib.metrics.fid import as_uint8
 from t2ilib.metrics.toy_oracle import ToyOracle, predict_attributes
 from t2ilib.metrics.toy_scorer import oracle_view
@@ -43,7 +44,7 @@ __all__ = ["PARTS", "BASE", "CHANGES", "caption_of", "controlled_captions", "Con
            "controlled_grid", "draw_controlled_grid", "DEMO_CAPTIONS", "seed_vs_caption"]
 
 #: The parts whose colour the grid changes, in the order it changes them.
-PARTS = ("body_color", "wing_color", "crown_color")
+PARTS = COLOUR_PARTS
 #: The first column's colours and, for each later column, the part that changes and its colour.
 BASE = {"body_color": "red", "wing_color": "blue", "crown_color": "yellow"}
 CHANGES = (("body_color", "green"), ("wing_color", "white"), ("crown_color", "red"))

@@ -108,8 +108,9 @@ class Recipe:
 
 
 PAPER = Recipe("paper", SSAGANConfig(resolution=256, ngf=64, ndf=64), SSAGANTrainConfig())
-PAPER_FINETUNE = PAPER.with_(finetune_text_encoder=True, lr_encoder=4e-5, damsm_weight=0.1)
-PAPER_FINETUNE = dataclasses.replace(PAPER_FINETUNE, name="paper_finetune")
+PAPER_FINETUNE = dataclasses.replace(
+    PAPER.with_(finetune_text_encoder=True, lr_encoder=4e-5, damsm_weight=0.1),
+    name="paper_finetune")
 #: Notebook 07's CPU recipe: the paper's loop and losses with the encoders trained jointly
 #: (``main_finetune.py``), learning rates x4, DAMSM weight 1, G's residual gates starting at 1
 #: and D at ndf 16, so that about 1,200 steps (under 10 CPU minutes) learn colours from text.
