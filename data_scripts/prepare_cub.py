@@ -21,7 +21,8 @@ from pathlib import Path
 
 from t2ilib.data.cache import ensure_cache, load_cache
 from t2ilib.data.cub import SPLITS, load_captions, missing_layout, read_split
-from t2ilib.data.cub_check import Problem, check_files
+from t2ilib.data.cub_check import check_files
+from t2ilib.data.cub_index import Problem
 from t2ilib.io import BadFileError, one_line_error
 from t2ilib.runtime import data_root
 

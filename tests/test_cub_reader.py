@@ -387,7 +387,7 @@ def test_partly_outside_and_oversize_boxes_are_clipped_as_before(fx, tmp_path):
 
 
 def test_bbox_problem_by_hand():
-    from t2ilib.data.cub_check import bbox_problem
+    from t2ilib.data.cub_index import bbox_problem
 
     assert bbox_problem((0, 0, 10, 10), 10, 10) == ""
     assert bbox_problem((9.5, 9.5, 1.5, 1.5), 10, 10) == ""
@@ -400,7 +400,7 @@ def test_bbox_problem_by_hand():
 
 
 def test_malformed_index_lines_are_named(fx, tmp_path):
-    from t2ilib.data.cub_check import read_index
+    from t2ilib.data.cub_index import read_index
     from t2ilib.io import BadFileError
 
     root = _tree(fx, tmp_path)

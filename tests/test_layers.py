@@ -19,7 +19,10 @@ above (low to high):
 **Sizes.** No module is over :data:`MAX_LINES` lines.
 
 **Names.** No top-level function or class name is defined in two modules (but the few of
-:data:`SHARED_NAMES`).
+:data:`SHARED_NAMES`), and no module-level constant (an UPPER_CASE name) either (but those of
+:data:`SHARED_CONSTANTS`).
+
+**Circles.** No module imports itself through others, inside a package too.
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ SHARED_NAMES: dict[str, frozenset[str] | None] = {
     "main": None, "_main": None,
     # every exercise notebook's reference-output builder (t2ilib.course.reference_outputs.nbNN)
     "build": frozenset({"t2ilib.course"}),
+}
+
+
+#: Constants several modules define on purpose, and where: each names one module's own value.
+SHARED_CONSTANTS: dict[str, frozenset[str]] = {
+    # the kind written into a checkpoint by the module that owns that file format
+    "KIND": frozenset({"t2ilib.damsm", "t2ilib.metrics"}),
+    # the engine's contract: every task's step returns its losses in its own LOSS_NAMES order
+    "LOSS_NAMES": frozenset({"t2ilib.damsm", "t2ilib.metrics", "t2ilib.ssagan", "t2ilib.sisgan"}),
+    # each paper's recipes, by the same names (like Recipe itself)
+    **dict.fromkeys(["RECIPES", "SMOKE", "TOYBIRDS"],
+                    frozenset({"t2ilib.ssagan", "t2ilib.sisgan"})),
 }
 
 
@@ -255,3 +270,76 @@ def test_no_top_level_name_is_defined_twice():
 ], ids=["methods", "try-branches"])
 def test_top_level_names_ignores_methods_and_variables(source, names):
     assert top_level_names(source) == names
+
+
+def import_cycles(edges: list[tuple[str, str]]) -> list[list[str]]:
+    """The import circles of a graph: its strongly connected components of two or more
+    modules (Tarjan's algorithm), each sorted, in sorted order."""
+    graph: dict[str, list[str]] = defaultdict(list)
+    for src, dst in edges:
+        graph[src].append(dst)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted({n for edge in edges for n in edge}):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def top_level_constants(source: str) -> set[str]:
+    """UPPER_CASE names a module assigns at top level (``X = ...``, ``X: int = ...``)."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
+        names |= {t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()}
+    return names
+
+
+def test_no_constant_is_defined_twice():
+    where: dict[str, list[str]] = defaultdict(list)
+    for name, path in package_modules().items():
+        for defined in top_level_constants(path.read_text(encoding="utf-8")):
+            where[defined].append(name)
+    twice = {c: modules for c, modules in sorted(where.items()) if len(modules) > 1
+             and not all(part_of(m) in SHARED_CONSTANTS.get(c, frozenset()) for m in modules)}
+    assert not twice, f"constants defined in several modules (keep one, import it): {twice}"
+    assert top_level_constants("A = 1\nb = 2\nC: int = 3\ndef f():\n    D = 4\n") == {"A", "C"}
+
+
+def test_no_import_circle_even_inside_a_package():
+    cycles = import_cycles(import_edges())
+    assert not cycles, "import circles (modules that import each other, directly or not):\n" + \
+        "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_circle_finder_finds_circles():
+    assert import_cycles([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "e")]) == [
+        ["a", "b", "c"]]
+    assert import_cycles([("a", "b"), ("b", "c")]) == []
+    assert import_cycles([("x.cub", "x.check"), ("x.check", "x.cub")]) == [["x.check", "x.cub"]]

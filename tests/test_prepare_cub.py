@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from t2ilib.data.cache import load_cache
-from t2ilib.data.cub_check import Problem
+from t2ilib.data.cub_index import Problem
 from t2ilib.data.fixtures import make_cub_fixture
 
 SCRIPT = Path(__file__).resolve().parent.parent / "data_scripts" / "prepare_cub.py"

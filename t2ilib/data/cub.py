@@ -43,7 +43,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from t2ilib.data.augment import cache_size_for, center_crop, random_crop_flip
-from t2ilib.data.cub_check import CUB_REMEDY, META_REMEDY, bbox_problem, box_text, read_index
+from t2ilib.data.cub_index import CUB_REMEDY, META_REMEDY, bbox_problem, box_text, read_index
 from t2ilib.io import BadFileError, open_image
 from t2ilib.runtime import step_generator
 from t2ilib.text.vocab import (

@@ -15,8 +15,6 @@ import torch
 from t2ilib.damsm.losses import func_attention, matching_loss, sentence_loss
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 
-F64 = torch.float64
-
 
 def _captions(g: torch.Generator, cases: int, batch: int, max_len: int, vocab: int
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,12 +62,12 @@ def _text_encoder() -> dict:
 def _func_attention() -> dict:
     g = torch.Generator().manual_seed(21)
     cases, n_caps, n_imgs, dim, max_len, n_regions = 5, 4, 3, 8, 7, 10
-    words = torch.randn(cases, n_caps, 1, dim, max_len, generator=g, dtype=F64)
-    regions = torch.randn(cases, 1, n_imgs, dim, n_regions, generator=g, dtype=F64)
+    words = torch.randn(cases, n_caps, 1, dim, max_len, generator=g, dtype=torch.float64)
+    regions = torch.randn(cases, 1, n_imgs, dim, n_regions, generator=g, dtype=torch.float64)
     lengths = torch.randint(1, max_len + 1, (cases, n_caps), generator=g)
     lengths[:, 0] = 2  # short captions: padding matters most there
     mask = (torch.arange(max_len) < lengths[..., None])[:, :, None]  # (cases, Bc, 1, T)
-    gamma1 = (1.0 + 9.0 * torch.rand(cases, generator=g, dtype=F64)).tolist()
+    gamma1 = (1.0 + 9.0 * torch.rand(cases, generator=g, dtype=torch.float64)).tolist()
     contexts, attns = zip(*(func_attention(words[k], regions[k], mask[k], gamma1[k])
                             for k in range(cases)))
     return {"inputs": {"words": words, "regions": regions, "mask": mask, "gamma1": gamma1},
@@ -79,13 +77,13 @@ def _func_attention() -> dict:
 def _matching_loss() -> dict:
     g = torch.Generator().manual_seed(22)
     cases, batch, dim = 8, 6, 12
-    scores = torch.randn(cases, batch, batch, generator=g, dtype=F64)
+    scores = torch.randn(cases, batch, batch, generator=g, dtype=torch.float64)
     class_ids = torch.randint(0, 3, (cases, batch), generator=g)
     class_ids[0] = torch.arange(batch)  # every pair a negative
     class_ids[1] = torch.tensor([5, 5, 5, 5, 6, 6])  # few negatives left
-    gamma3 = (1.0 + 10.0 * torch.rand(cases, generator=g, dtype=F64)).tolist()
-    codes = torch.randn(cases, batch, dim, generator=g, dtype=F64)
-    sentences = torch.randn(cases, batch, dim, generator=g, dtype=F64)
+    gamma3 = (1.0 + 10.0 * torch.rand(cases, generator=g, dtype=torch.float64)).tolist()
+    codes = torch.randn(cases, batch, dim, generator=g, dtype=torch.float64)
+    sentences = torch.randn(cases, batch, dim, generator=g, dtype=torch.float64)
     plain = [matching_loss(scores[k], None, gamma3[k]) for k in range(cases)]
     masked = [matching_loss(scores[k], class_ids[k], gamma3[k]) for k in range(cases)]
     sent = [sentence_loss(codes[k], sentences[k], class_ids[k]) for k in range(cases)]

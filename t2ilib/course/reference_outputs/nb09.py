@@ -24,18 +24,17 @@ import torch
 from t2ilib.sisgan.losses import discriminator_loss, pair_logits
 from t2ilib.sisgan.model import ConditioningAugmentation, Discriminator, SISGANConfig, kl_loss
 
-F64 = torch.float64
 #: The discriminator of ``nb09_discriminator_loss`` (16 px: three stride-2 convs down to 4x4).
 D_SIZES = {"image_size": 16, "sentence_dim": 6, "ndf": 2, "d_text_dim": 3}
 
 
 def _randn(g: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    return scale * torch.randn(*shape, generator=g, dtype=F64)
+    return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
 def _conditioning_augmentation(g: torch.Generator) -> dict:
     batch, sentence_dim, condition_dim = 5, 6, 4
-    ca = ConditioningAugmentation(sentence_dim, condition_dim).to(F64)
+    ca = ConditioningAugmentation(sentence_dim, condition_dim).to(torch.float64)
     with torch.no_grad():
         ca.mu.weight.copy_(_randn(g, condition_dim, sentence_dim, scale=0.5))
         ca.log_sigma.weight.copy_(_randn(g, condition_dim, sentence_dim, scale=0.5))
@@ -56,20 +55,20 @@ def _conditioning_augmentation(g: torch.Generator) -> dict:
 
 def _kl_only(g: torch.Generator) -> dict:
     mu = _randn(g, 4, 3, scale=1.5)
-    log_sigma = torch.linspace(-2.0, 1.5, 12, dtype=F64).view(4, 3)
+    log_sigma = torch.linspace(-2.0, 1.5, 12, dtype=torch.float64).view(4, 3)
     return {"inputs": {"mu": mu, "log_sigma": log_sigma},
             "outputs": {"kl": kl_loss(mu, log_sigma)}}
 
 
 def _discriminator(g: torch.Generator) -> dict:
     batch = 5
-    d = Discriminator(SISGANConfig(**D_SIZES)).to(F64).train()
+    d = Discriminator(SISGANConfig(**D_SIZES)).to(torch.float64).train()
     with torch.no_grad():
         for p in d.parameters():
             p.copy_(_randn(g, *p.shape, scale=0.3))
     state = {k: v.clone() for k, v in d.state_dict().items()}  # before BN's running stats move
-    real = torch.rand(batch, 3, 16, 16, generator=g, dtype=F64) * 2 - 1
-    fake = torch.rand(batch, 3, 16, 16, generator=g, dtype=F64) * 2 - 1
+    real = torch.rand(batch, 3, 16, 16, generator=g, dtype=torch.float64) * 2 - 1
+    fake = torch.rand(batch, 3, 16, 16, generator=g, dtype=torch.float64) * 2 - 1
     own = _randn(g, batch, D_SIZES["sentence_dim"])
     other = own[torch.tensor([2, 0, 4, 1, 3])]  # a derangement: no image keeps its caption
     relevant = torch.where(torch.tensor([True, False, True, False, False])[:, None], own, other)
