@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,60 @@ def _rprec_encoders(payload: dict[str, Any], checkpoint: str | os.PathLike[str],
                                                 "against it)"
 
 
+@dataclass
+class _Metric:
+    """One metric fed the generated batches: ``update(uint8 images, masks)``, then ``result()``
+    (the report's section). :class:`ToyScorer` has the same two methods."""
+
+    update: Callable[[Tensor, list[Tensor]], None]
+    result: Callable[[], dict[str, Any]]
+
+
+def _fid(test: CachedCUBDataset, resolution: int, config: EvalConfig, device: torch.device,
+         extractor: nn.Module | None) -> _Metric:
+    """FID against the real test images (centre crops at the generator's resolution)."""
+    from t2ilib.metrics.fid import StreamingFID
+
+    fid = StreamingFID(extractor, weights=config.fid_weights, device=device)
+    for a in range(0, len(test), config.batch_size):
+        fid.update(center_crop(test.images[a:a + config.batch_size], resolution), real=True)
+    return _Metric(lambda q, masks: fid.update(q, real=False), lambda: asdict(fid.compute()))
+
+
+def _inception_score(config: EvalConfig, device: torch.device,
+                     classifier: nn.Module | None) -> _Metric:
+    from t2ilib.metrics.inception_score import StreamingIS
+
+    inception = StreamingIS(classifier, weights=config.fid_weights, splits=config.is_splits,
+                            seed=config.seed, device=device)
+    return _Metric(lambda q, masks: inception.update(q), lambda: asdict(inception.compute()))
+
+
+def _rprecision(encoders: tuple[nn.Module, nn.Module, str], test: CachedCUBDataset,
+                plan: Tensor, config: EvalConfig, device: torch.device) -> _Metric:
+    """R-precision of the generated images among their true and other-class test captions."""
+    text_encoder, image_encoder, judge = encoders
+    codes: list[Tensor] = []
+
+    def update(q: Tensor, masks: list[Tensor]) -> None:
+        codes.append(encode_images(image_encoder, q.float().div(127.5).sub(1.0), device=device))
+
+    def result() -> dict[str, Any]:
+        flat = [c for i in range(len(test)) for c in test.captions_of(i)]
+        classes = torch.tensor([int(c) for c in test.class_ids])
+        pool = encode_captions(text_encoder, flat, test.words_num, device=device)  # (M, D)
+        pool_classes = classes.repeat_interleave(test.captions_per_image)  # (M,)
+        index = plan[:, 0] * test.captions_per_image + plan[:, 1]  # (N,) true caption rows
+        rp = r_precision(torch.cat(codes), pool[index], classes[plan[:, 0]], pool, pool_classes,
+                         config.rprec_candidates, config.rprec_folds,
+                         torch.Generator().manual_seed(config.seed))
+        return {"mean": rp.mean, "std": rp.std, "chance": rp.chance, "n_images": rp.n_images,
+                "n_candidates": rp.n_candidates, "n_folds": rp.n_folds, "judge": judge,
+                "note": rp.note}
+
+    return _Metric(update, result)
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathLike[str],
                         config: EvalConfig = EvalConfig(), *, device: str | torch.device = "auto",
                         damsm: str | os.PathLike[str] | None = None,
@@ -201,77 +256,43 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
     plan = sample_plan(len(test), test.captions_per_image, config.samples_per_image,
                        config.n_samples)
 
-    # set everything up first, so a missing weight file fails before any image is drawn
-    fid = inception = None
+    # set every metric up first, so a missing weight file fails before any image is drawn
+    scorers: dict[str, _Metric | ToyScorer] = {}
     if "fid" in metrics:
-        from t2ilib.metrics.fid import StreamingFID
-
-        fid = StreamingFID(fid_extractor, weights=config.fid_weights, device=device)
-        for a in range(0, len(test), config.batch_size):
-            fid.update(center_crop(test.images[a:a + config.batch_size], resolution), real=True)
+        scorers["fid"] = _fid(test, resolution, config, device, fid_extractor)
     if "is" in metrics:
-        from t2ilib.metrics.inception_score import StreamingIS
-
-        inception = StreamingIS(is_classifier, weights=config.fid_weights,
-                                splits=config.is_splits, seed=config.seed, device=device)
-    codes: list[Tensor] = []
+        scorers["is"] = _inception_score(config, device, is_classifier)
     if "rprec" in metrics:
-        rp_text, rp_image, judge = _rprec_encoders(payload, checkpoint, text_encoder, damsm,
-                                                   len(test.vocab), device)
-    toy = None
+        encoders = _rprec_encoders(payload, checkpoint, text_encoder, damsm, len(test.vocab),
+                                   device)
+        scorers["rprec"] = _rprecision(encoders, test, plan, config, device)
     if "toy" in metrics:
-        if oracle is not None:
-            judge_net, report, _ = oracle_lib.load_oracle(oracle, device)
-        else:
-            judge_net, report = load_or_train_oracle(root, device=device)
-        toy = ToyScorer(judge_net, report, root, test, plan, config.toy())
+        judge_net, report = (oracle_lib.load_oracle(oracle, device)[:2] if oracle is not None
+                             else load_or_train_oracle(root, device=device))
+        scorers["toy"] = ToyScorer(judge_net, report, root, test, plan, config.toy())
 
     gen = torch.Generator().manual_seed(config.seed)
-    bar = progress(range(0, len(plan), config.batch_size), desc="evaluate", leave=False)
-    for a in bar:
+    for a in progress(range(0, len(plan), config.batch_size), desc="evaluate", leave=False):
         rows = plan[a:a + config.batch_size]
         captions = [test.vocab.decode(test.captions_of(i)[j]) for i, j in rows.tolist()]
         z = torch.randn(len(rows), g.config.nz, generator=gen)
         images, masks = generate(g, text_encoder, vocab, captions, z)
         q = as_uint8(images)  # what a saved PNG would hold
-        if fid is not None:
-            fid.update(q, real=False)
-        if inception is not None:
-            inception.update(q)
-        if "rprec" in metrics:
-            codes.append(encode_images(rp_image, q.float().div(127.5).sub(1.0), device=device))
-        if toy is not None:
-            toy.update(q, masks)
+        for scorer in scorers.values():
+            scorer.update(q, masks)
     generated_s = time.perf_counter() - start
 
-    model = dict(payload["meta"]["model_config"])
     report_dict: dict[str, Any] = {
         "checkpoint": str(checkpoint), "step": int(payload["counters"]["step"]),
-        "epoch": int(payload["counters"]["epoch"]), "model": model, "data": str(root),
+        "epoch": int(payload["counters"]["epoch"]),
+        "model": dict(payload["meta"]["model_config"]), "data": str(root),
         "protocol": {"split": "test", "n_samples": len(plan), "n_test_images": len(test),
                      "samples_per_image": config.samples_per_image,
                      "captions_per_image": test.captions_per_image, "resolution": resolution,
                      "seed": config.seed, "use_ema": config.use_ema,
                      "metrics": list(metrics)},
     }
-    if fid is not None:
-        report_dict["fid"] = asdict(fid.compute())
-    if inception is not None:
-        report_dict["is"] = asdict(inception.compute())
-    if "rprec" in metrics:
-        flat = [c for i in range(len(test)) for c in test.captions_of(i)]
-        classes = torch.tensor([int(c) for c in test.class_ids])
-        pool = encode_captions(rp_text, flat, test.words_num, device=device)  # (M, D)
-        pool_classes = classes.repeat_interleave(test.captions_per_image)  # (M,)
-        index = plan[:, 0] * test.captions_per_image + plan[:, 1]  # (N,) true caption rows
-        rp = r_precision(torch.cat(codes), pool[index], classes[plan[:, 0]], pool, pool_classes,
-                         config.rprec_candidates, config.rprec_folds,
-                         torch.Generator().manual_seed(config.seed))
-        report_dict["rprec"] = {"mean": rp.mean, "std": rp.std, "chance": rp.chance,
-                                "n_images": rp.n_images, "n_candidates": rp.n_candidates,
-                                "n_folds": rp.n_folds, "judge": judge, "note": rp.note}
-    if toy is not None:
-        report_dict["toy"] = toy.result()
+    report_dict |= {name: scorer.result() for name, scorer in scorers.items()}
     report_dict["seconds"] = {"generate_and_stream": round(generated_s, 2),
                               "total": round(time.perf_counter() - start, 2)}
     return report_dict
