@@ -25,15 +25,19 @@ __all__ = ["to_uint8", "make_grid", "save_grid", "mask_overlay", "show_images",
 
 
 def to_uint8(images: Tensor) -> Tensor:
-    """``(B, 3, H, W)`` float in [-1, 1] -> uint8 in [0, 255] on the CPU (same shape)."""
+    """``(B, 3, H, W)`` float in [-1, 1] -> uint8 in [0, 255] on the CPU (same shape); uint8
+    images come back as they are (on the CPU)."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be (B, 1|3, H, W), got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.cpu()
     x = images.detach().float().cpu()
     return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def make_grid(images: Tensor, ncol: int = 8, pad: int = 2) -> Tensor:
-    """Tile ``(B, 3, H, W)`` images in [-1, 1] into one uint8 ``(3, H', W')`` picture.
+    """Tile ``(B, 3, H, W)`` images in [-1, 1] (or uint8) into one uint8 ``(3, H', W')``
+    picture.
 
     Rows of ``ncol`` images separated by ``pad`` white pixels; a short last row is padded
     with white cells.

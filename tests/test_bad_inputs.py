@@ -99,12 +99,23 @@ def _bad_file(kind: str, runs, tmp_path):
             words = p["meta"]["vocab_words"]
             words[3], words[4] = words[4], words[3]
         return _edited(runs["ssagan"], path, edit), "not the one the model was trained with"
+    if kind == "NaN weights":
+        def edit(p):
+            for v in p["state"]["G"].values():
+                if v.is_floating_point():
+                    v.fill_(float("nan"))
+        return _edited(runs["ssagan"], path, edit), "G weights hold NaN or infinite values"
+    if kind == "one infinite weight":
+        def edit(p):
+            name = next(k for k, v in p["state"]["text_encoder"].items() if v.is_floating_point())
+            p["state"]["text_encoder"][name].view(-1)[0] = float("inf")
+        return _edited(runs["ssagan"], path, edit), "text encoder weights hold NaN"
     raise AssertionError(kind)
 
 
 KINDS = ["empty", "random bytes", "cut short", "text", "pickled object", "plain dict",
          "SISGAN given", "weights of another size", "unknown config field", "no state",
-         "vocabulary cut short", "vocabulary reordered"]
+         "vocabulary cut short", "vocabulary reordered", "NaN weights", "one infinite weight"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -179,6 +190,23 @@ def test_sample_names_the_words_a_long_caption_loses(runs, tmp_path, capsys):
                    "the model's 63 words)",
                    "t2ilib: warning: caption 1: only the first 18 known words are read; "
                    "dropped: and black crown"]  # 'round' unknown: 'head' is the 18th known
+
+
+def test_sample_draws_a_large_n_in_batches_and_refuses_an_absurd_one(runs, tmp_path, capsys):
+    from PIL import Image
+
+    from t2ilib.apps.cli import MAX_SAMPLES, SAMPLE_BATCH
+
+    out = tmp_path / "grid.png"
+    n = SAMPLE_BATCH + 6  # two generator calls; the row wraps after SAMPLE_BATCH images
+    assert main(["sample", "--checkpoint", str(runs["ssagan"]), "--caption", "a red bird",
+                 "-n", str(n), "--out", str(out), "--device", "cpu"]) == 0
+    assert Image.open(out).size == (SAMPLE_BATCH * 34 + 2, 2 * 34 + 2)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--checkpoint", str(runs["ssagan"]), "--caption", "a", "--caption", "b",
+              "-n", str(MAX_SAMPLES), "--out", str(tmp_path / "big.png"), "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, f"one grid holds at most {MAX_SAMPLES:,}")
+    assert not (tmp_path / "big.png").exists()
 
 
 def test_a_notebook_shows_a_bad_file_in_one_line_not_a_traceback(tmp_path):

@@ -45,7 +45,12 @@ from t2ilib.apps.train_sisgan import train_sisgan
 from t2ilib.ssagan.model import RESOLUTIONS
 from t2ilib.ssagan.recipes import RECIPES
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "MAX_SAMPLES"]
+
+#: ``sample`` writes one PNG grid: at most this many images (memory and file size stay bounded).
+MAX_SAMPLES = 1024
+#: ``sample`` draws this many images per generator call, and wraps a caption's row after as many.
+SAMPLE_BATCH = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +111,8 @@ def _add_sample(commands: Any) -> None:
     sample.add_argument("--checkpoint", type=Path, required=True)
     sample.add_argument("--caption", action="append", required=True,
                         help="a caption (repeat for several)")
-    sample.add_argument("-n", type=positive, default=8, help="images per caption")
+    sample.add_argument("-n", type=positive, default=8,
+                        help=f"images per caption (at most {MAX_SAMPLES} images in all)")
     sample.add_argument("--out", type=Path, default=Path("grid.png"))
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -310,15 +316,22 @@ def _sample(args: argparse.Namespace) -> int:
     import torch
 
     from t2ilib.ssagan.sampling import generate, load_generator
-    from t2ilib.viz import save_grid
+    from t2ilib.viz import save_grid, to_uint8
 
+    total = args.n * len(args.caption)
+    if total > MAX_SAMPLES:
+        raise ValueError(f"-n {args.n} x {len(args.caption)} caption(s) = {total:,} images; one "
+                         f"grid holds at most {MAX_SAMPLES:,} (run sample several times with "
+                         "other --seed values for more)")
     g, text_encoder, vocab, _ = load_generator(args.checkpoint, args.device, not args.no_ema)
     _warn_captions(vocab, args.caption)
     captions = [c for c in args.caption for _ in range(args.n)]
     z = torch.randn(len(captions), g.config.nz,
                     generator=torch.Generator().manual_seed(args.seed))
-    images, _ = generate(g, text_encoder, vocab, captions, z)
-    save_grid(images, args.out, ncol=args.n)
+    images = torch.cat([to_uint8(generate(g, text_encoder, vocab, captions[a:a + SAMPLE_BATCH],
+                                          z[a:a + SAMPLE_BATCH])[0])
+                        for a in range(0, len(captions), SAMPLE_BATCH)])  # uint8: 1/4 the memory
+    save_grid(images, args.out, ncol=min(args.n, SAMPLE_BATCH))
     print(f"wrote {len(captions)} images to {args.out}")
     return 0
 

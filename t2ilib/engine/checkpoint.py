@@ -184,7 +184,8 @@ def load_weights(module: torch.nn.Module, state: Any, path: str | os.PathLike[st
 
     A file whose weights disagree with its stored configuration (damaged, edited, or paired
     with another config) raises :class:`CheckpointMismatch` naming the first differences,
-    instead of PyTorch's page-long size-mismatch error.
+    instead of PyTorch's page-long size-mismatch error; so does a weight holding NaN or an
+    infinity (a diverged run draws black or grey images without a word otherwise).
     """
     own = module.state_dict()
     if not isinstance(state, Mapping):
@@ -198,6 +199,13 @@ def load_weights(module: torch.nn.Module, state: Any, path: str | os.PathLike[st
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise CheckpointMismatch(f"{path}: the {what} weights do not fit the stored "
                                  f"configuration: {'; '.join(problems[:3])}{more}. {REMAKE}")
+    broken = [k for k, v in state.items()
+              if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
+        raise CheckpointMismatch(f"{path}: the {what} weights hold NaN or infinite values "
+                                 f"({broken[0]}{more}): the run diverged before it was saved, or "
+                                 "the file was damaged. Use an earlier checkpoint or retrain")
     module.load_state_dict(state)
 
 
