@@ -124,12 +124,17 @@ def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = 
     :class:`BadFileError` naming the file, what is wrong and ``remedy``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     if path.stat().st_size == 0:
         raise BadFileError(path, "the file is empty (a write that never finished?)", remedy)
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except PermissionError as err:  # the file is fine; this user may not read it
+        raise PermissionError(f"{path}: cannot be read: permission denied ({err.strerror or err})"
+                              "; check the file's owner and mode") from None
     except pickle.UnpicklingError as err:
         found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)", str(err))
         if found:  # weights_only refused to import something: a pickled object, never run

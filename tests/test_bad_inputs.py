@@ -225,3 +225,33 @@ def test_a_notebook_shows_a_bad_file_in_one_line_not_a_traceback(tmp_path):
     assert error.traceback == [f"BadFileError: {empty}: the file is empty (a write that never "
                                "finished?). Remake it: re-run the notebook or command that "
                                "wrote it (retrain=True / --retrain), or delete it"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "ssagan", "--lr-g", "nan"], "argument --lr-g: must be a finite number, got 'nan'"),
+    (["train", "ssagan", "--damsm-weight", "inf"], "argument --damsm-weight: must be a finite"),
+    (["train", "sisgan", "--lr", "fast"], "argument --lr: must be a number, got 'fast'"),
+])
+def test_an_invalid_number_names_its_option(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert_one_line_error(exit_info, capsys, expected)
+
+
+def test_a_folder_or_an_unreadable_file_is_named_for_what_it_is(runs, tmp_path, capsys,
+                                                                monkeypatch):
+    folder = tmp_path / "not_a_run"
+    folder.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--checkpoint", str(folder), "--caption", "a red bird", "--out",
+              str(tmp_path / "grid.png"), "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, "is a folder, not a checkpoint file")
+
+    def refuse(*args, **kwargs):  # what torch.load meets for a file without read permission
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--checkpoint", str(runs["ssagan"]), "--caption", "a red bird", "--out",
+              str(tmp_path / "grid.png"), "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, "cannot be read: permission denied")

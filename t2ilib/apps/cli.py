@@ -36,6 +36,7 @@ from typing import Any
 from t2ilib.apps.options import (
     add_run_options,
     dataset_root,
+    finite,
     positive,
     recipe_field,
     run_status,
@@ -91,14 +92,14 @@ def _add_train_ssagan(models: Any) -> None:
     ssa.add_argument("--damsm-epochs", type=positive, default=10)
     ssa.add_argument("--image-encoder", choices=("small_cnn", "inception"), default=None,
                      help="for a DAMSM pretrained here (default: small_cnn, inception for cub)")
-    ssa.add_argument("--lr-g", type=float, default=None, help="G's learning rate")
-    ssa.add_argument("--lr-d", type=float, default=None, help="D's learning rate")
-    ssa.add_argument("--damsm-weight", type=float, default=None, help="lambda of G's DAMSM term")
+    ssa.add_argument("--lr-g", type=finite, default=None, help="G's learning rate")
+    ssa.add_argument("--lr-d", type=finite, default=None, help="D's learning rate")
+    ssa.add_argument("--damsm-weight", type=finite, default=None, help="lambda of G's DAMSM term")
     ssa.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction,
                      default=None, help="train the DAMSM encoders jointly (main_finetune.py)")
     ssa.add_argument("--gp-mode", choices=("separate", "joint"), default=None)
-    ssa.add_argument("--ema-decay", type=float, default=None)
-    ssa.add_argument("--mode-seeking-weight", type=float, default=None,
+    ssa.add_argument("--ema-decay", type=finite, default=None)
+    ssa.add_argument("--mode-seeking-weight", type=finite, default=None,
                      help="weight of MSGAN's diversity term in G's loss (0: off)")
     ssa.add_argument("--compile", action="store_true",
                      help="torch.compile G and the DAMSM image encoder")

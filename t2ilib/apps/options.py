@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["positive", "add_run_options", "recipe_field", "dataset_root", "run_status"]
+__all__ = ["positive", "finite", "add_run_options", "recipe_field", "dataset_root", "run_status"]
 
 
 def positive(text: str) -> int:
@@ -14,6 +15,18 @@ def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def finite(text: str) -> float:
+    """An ``argparse`` type: a finite number (argparse names the option when it is not: ``argument
+    --lr-g: must be a finite number, got 'nan'``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
 
 

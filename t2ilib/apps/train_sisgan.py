@@ -22,6 +22,7 @@ from typing import Any
 from t2ilib.apps.options import (
     add_run_options,
     dataset_root,
+    finite,
     positive,
     recipe_field,
     run_status,
@@ -50,7 +51,7 @@ def add_parser(models: Any) -> None:
                    "grids (default: runs/sisgan_<dataset>_<size>)")
     p.add_argument("--epochs", type=positive, default=None)
     p.add_argument("--batch-size", type=positive, default=None)
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate of G and D")
+    p.add_argument("--lr", type=finite, default=None, help="Adam learning rate of G and D")
     p.add_argument("--ngf", type=positive, default=None, help="generator width")
     p.add_argument("--ndf", type=positive, default=None, help="discriminator width")
     p.add_argument("--skip", action=argparse.BooleanOptionalAction, default=None,
@@ -59,11 +60,11 @@ def add_parser(models: Any) -> None:
                    help="G's image encoder (vgg: VGG-16-BN's ImageNet weights on disk)")
     p.add_argument("--vgg-weights", type=Path, default=None,
                    help="vgg16_bn-6c64b313.pth (default: the torch hub cache)")
-    p.add_argument("--recon-weight", type=float, default=None, help="L1 reconstruction weight")
-    p.add_argument("--kl-weight", type=float, default=None, help="KL weight (rho)")
-    p.add_argument("--damsm-weight", type=float, default=None,
+    p.add_argument("--recon-weight", type=finite, default=None, help="L1 reconstruction weight")
+    p.add_argument("--kl-weight", type=finite, default=None, help="KL weight (rho)")
+    p.add_argument("--damsm-weight", type=finite, default=None,
                    help="DAMSM loss on the edits (not SISGAN's; 0: off)")
-    p.add_argument("--p-match", type=float, default=None,
+    p.add_argument("--p-match", type=finite, default=None,
                    help="share of G's inputs that get their own caption")
     p.add_argument("--damsm", type=Path, default=None, help="a DAMSM checkpoint; default: "
                    "notebook 02's on ToyBirds, else pretrain one into RUN_DIR/damsm")
