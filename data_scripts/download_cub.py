@@ -36,6 +36,7 @@ from pathlib import Path
 from t2ilib.data.archives import ArchiveError, extract
 from t2ilib.data.download import add_download_arguments, explain_failure, fetch
 from t2ilib.data.resources import RESOURCES, DownloadError, Resource
+from t2ilib.io import one_line_error
 
 #: Paths (relative to ``<root>/birds``) the readers need; ``captions.pickle`` is rebuilt if absent.
 REQUIRED = ("CUB_200_2011/images", "CUB_200_2011/images.txt", "CUB_200_2011/bounding_boxes.txt",
@@ -100,10 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      timeout=args.timeout, retries=args.retries)
     except DownloadError as err:
         print(explain_failure(err, files_needed(args.root, args.segmentations)), file=sys.stderr)
-        return 1
+        return 2
     except (ArchiveError, ValueError, OSError) as err:  # ArchiveError: a damaged or unsafe archive
-        print(f"download_cub.py: error: {err}", file=sys.stderr)
-        return 1
+        return one_line_error("download_cub.py", err)
     return 0
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from t2ilib.data.archives import ArchiveError, extract
 from t2ilib.data.download import add_download_arguments, explain_failure, fetch
 from t2ilib.data.resources import RESOURCES, DownloadError, Resource
+from t2ilib.io import one_line_error
 
 
 def files_needed(root: str | os.PathLike[str],
@@ -93,10 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          retries=args.retries)
     except DownloadError as err:
         print(explain_failure(err, files_needed(args.root)), file=sys.stderr)
-        return 1
+        return 2
     except (ArchiveError, ValueError, OSError) as err:  # ArchiveError: a damaged or unsafe archive
-        print(f"download_flowers.py: error: {err}", file=sys.stderr)
-        return 1
+        return one_line_error("download_flowers.py", err)
     return 0
 
 

@@ -530,7 +530,7 @@ def test_scripts_offline_name_the_files_and_their_places(tmp_path, closed_port_u
     status = script.main(["--root", str(tmp_path), "--mirror", closed_port_url,
                           "--retries", "0", "--timeout", str(TIMEOUT)])
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 2
     assert f"could not download {filename}" in err and f"{closed_port_url}/{filename}" in err
     assert check in err and str(tmp_path.resolve()) in err
     assert f"to:    {tmp_path.resolve() / later}" in err  # the files it has not reached yet
@@ -543,7 +543,7 @@ def test_scripts_offline_name_the_files_and_their_places(tmp_path, closed_port_u
 def test_scripts_report_a_damaged_archive_in_one_line(tmp_path, capsys, monkeypatch,
                                                       script_name, function):
     """A download that passed its checks but does not unpack (cut, corrupt): the script says
-    which archive and what to do, in one line, and exits 1 (no traceback)."""
+    which archive and what to do, in one line, and exits 2 (no traceback)."""
     from t2ilib.data.archives import extract
 
     damaged = tmp_path / "downloads" / "birds.zip"
@@ -552,7 +552,7 @@ def test_scripts_report_a_damaged_archive_in_one_line(tmp_path, capsys, monkeypa
     script = load_script(script_name)
     monkeypatch.setattr(script, function,
                         lambda root, **kwargs: extract(damaged, tmp_path / "birds"))
-    assert script.main(["--root", str(tmp_path)]) == 1
+    assert script.main(["--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"{script_name}.py: error: {damaged}: ")
     assert "download it again" in err[0]
