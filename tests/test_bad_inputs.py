@@ -255,3 +255,32 @@ def test_a_folder_or_an_unreadable_file_is_named_for_what_it_is(runs, tmp_path, 
         main(["sample", "--checkpoint", str(runs["ssagan"]), "--caption", "a red bird", "--out",
               str(tmp_path / "grid.png"), "--device", "cpu"])
     assert_one_line_error(exit_info, capsys, "cannot be read: permission denied")
+
+
+@pytest.mark.parametrize("command", [["train", "ssagan"], ["train", "sisgan"]])
+def test_a_mistyped_data_dir_is_an_error_not_a_new_data_set(command, tmp_path, capsys):
+    typo = tmp_path / "toybrids"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--data-dir", str(typo), "--run-dir", str(tmp_path / "run")])
+    assert_one_line_error(exit_info, capsys, f"--data-dir {typo} does not exist")
+    assert not typo.exists() and not (tmp_path / "run").exists()
+    typo.mkdir()
+    (typo / "notes.txt").write_text("my own files")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--data-dir", str(typo)])
+    assert_one_line_error(exit_info, capsys, "holds no ToyBirds set (no toybirds.json)")
+    assert sorted(p.name for p in typo.iterdir()) == ["notes.txt"]
+
+
+def test_create_data_draws_toybirds_where_asked(tmp_path, monkeypatch):
+    import argparse
+
+    from t2ilib.apps.options import dataset_root
+    from t2ilib.data import toybirds
+
+    asked = []
+    monkeypatch.setattr(toybirds, "ensure_toybirds", lambda root=None: asked.append(root) or root)
+    target = tmp_path / "new_toybirds"
+    args = argparse.Namespace(dataset="toybirds", data_dir=target, create_data=True)
+    assert dataset_root(args) == target and asked == [target]
+    assert dataset_root(argparse.Namespace(dataset="toybirds", data_dir=None)) is None  # default

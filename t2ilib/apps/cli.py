@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ilib.apps.options import (
+    add_data_options,
     add_run_options,
     dataset_root,
     finite,
@@ -77,8 +78,7 @@ def _add_train_ssagan(models: Any) -> None:
     ssa.add_argument("--recipe", choices=tuple(RECIPES),
                      default=None, help="default: toybirds for --dataset toybirds, paper for cub")
     ssa.add_argument("--dataset", choices=("toybirds", "cub"), default="toybirds")
-    ssa.add_argument("--data-dir", type=Path, default=None,
-                     help="dataset folder (default: $T2I_DATA/toybirds or $T2I_DATA/birds)")
+    add_data_options(ssa, "$T2I_DATA/toybirds or $T2I_DATA/birds")
     ssa.add_argument("--run-dir", type=Path, default=None, help="checkpoints, loss log, sample "
                      "grids (default: runs/ssagan_<dataset>_<resolution>)")
     ssa.add_argument("--epochs", type=positive, default=None)
@@ -126,8 +126,7 @@ def _add_evaluate(commands: Any) -> None:
                                               "of a checkpoint (t2ilib.apps.evaluate)")
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--dataset", choices=("toybirds", "cub"), default="toybirds")
-    ev.add_argument("--data-dir", type=Path, default=None,
-                    help="dataset folder (default: $T2I_DATA/toybirds or $T2I_DATA/birds)")
+    add_data_options(ev, "$T2I_DATA/toybirds or $T2I_DATA/birds")
     ev.add_argument("--metrics", default="fid,is,rprec,toy",
                     help="comma-separated: fid, is, rprec, toy (toy: ToyBirds only)")
     ev.add_argument("--n-samples", type=positive, default=30_000,

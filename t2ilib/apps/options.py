@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["positive", "finite", "add_run_options", "recipe_field", "dataset_root", "run_status"]
+__all__ = ["positive", "finite", "add_run_options", "add_data_options", "recipe_field",
+           "dataset_root", "run_status"]
 
 
 def positive(text: str) -> int:
@@ -68,8 +69,9 @@ def recipe_field(recipe: Any, item: str) -> tuple[str, object]:
 
 
 def dataset_root(args: argparse.Namespace) -> Path:
-    """``--data-dir`` or the data set's default folder under ``T2I_DATA``; ToyBirds is drawn
-    there on first use."""
+    """``--data-dir`` or the data set's default folder under ``T2I_DATA``. ToyBirds is drawn in
+    the default folder on first use, but in a ``--data-dir`` only with ``--create-data``: a
+    mistyped path is an error, not a new data set."""
     from t2ilib.runtime import data_root
 
     if args.dataset in ("cub", "flowers"):
@@ -78,7 +80,19 @@ def dataset_root(args: argparse.Namespace) -> Path:
 
     if args.data_dir is not None and (args.data_dir / "toybirds.json").is_file():
         return args.data_dir  # an existing ToyBirds set, whatever its size
+    if args.data_dir is not None and not getattr(args, "create_data", False):
+        what = "does not exist" if not args.data_dir.exists() else "holds no ToyBirds set"
+        raise FileNotFoundError(f"--data-dir {args.data_dir} {what} (no toybirds.json); check "
+                                "the path, or add --create-data to draw a new ToyBirds set there")
     return ensure_toybirds(args.data_dir)
+
+
+def add_data_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--data-dir`` (help names the ``default`` folders) and ``--create-data``."""
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"dataset folder (default: {default})")
+    parser.add_argument("--create-data", action="store_true",
+                        help="draw a new ToyBirds set in --data-dir if it holds none")
 
 
 def run_status(result: Any) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ilib.apps.options import (
+    add_data_options,
     add_run_options,
     dataset_root,
     finite,
@@ -45,8 +46,7 @@ def add_parser(models: Any) -> None:
     p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                    help="default: toybirds for --dataset toybirds, else reference")
     p.add_argument("--dataset", choices=("toybirds", "cub", "flowers"), default="toybirds")
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: "
-                   "$T2I_DATA/toybirds, $T2I_DATA/birds or $T2I_DATA/flowers)")
+    add_data_options(p, "$T2I_DATA/toybirds, $T2I_DATA/birds or $T2I_DATA/flowers")
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints, loss log, sample "
                    "grids (default: runs/sisgan_<dataset>_<size>)")
     p.add_argument("--epochs", type=positive, default=None)
