@@ -107,3 +107,43 @@ def test_recipe_paper_is_the_official_run_with_overrides(tmp_path, capsys):
         1e-4, 4e-4, 0.05, False, [0.0, 0.9])
     assert (config["model.resolution"], config["model.ngf"], config["train.batch_size"]) == (
         32, 4, 4)
+
+
+def test_ctrl_c_in_any_stage_stops_the_command_with_130_and_the_rerun_resumes(tmp_path, capsys,
+                                                                              monkeypatch):
+    """An interrupted DAMSM pretraining never hands a half-trained encoder to the GAN stage;
+    an interrupted GAN stage says so on stderr; both exit 130 and the same command resumes."""
+    import dataclasses
+
+    from t2ilib.damsm import pretrain
+    from t2ilib.engine import loop
+
+    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
+    run = tmp_path / "run"
+    command = ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
+               "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
+               "--epochs", "2", "--max-steps-per-epoch", "1", "--damsm-epochs", "2",
+               "--device", "cpu"]
+    real_damsm, real_gan = pretrain.load_or_train_damsm, loop.load_or_train
+
+    def damsm_stopped(*args, **kwargs):  # as if Ctrl-C came during the pretraining
+        return dataclasses.replace(real_damsm(*args, **kwargs), interrupted=True)
+
+    monkeypatch.setattr(pretrain, "load_or_train_damsm", damsm_stopped)
+    assert main(command) == 130
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["stage"] == "DAMSM pretraining"
+    assert captured.err.strip().splitlines()[-1].startswith(
+        "t2ilib: interrupted during DAMSM pretraining: the last checkpoint is saved")
+    assert not (run / "checkpoint.pt").exists()  # the GAN never started
+
+    monkeypatch.setattr(pretrain, "load_or_train_damsm", real_damsm)
+    monkeypatch.setattr(loop, "load_or_train",
+                        lambda engine, retrain=False: real_gan(engine, retrain=retrain,
+                                                               stop_after=1))
+    assert main(command) == 130
+    assert "interrupted during SSA-GAN training" in capsys.readouterr().err
+    monkeypatch.setattr(loop, "load_or_train", real_gan)
+    assert main(command) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (done["status"], done["step"], done["epoch"]) == ("done", 2, 2)

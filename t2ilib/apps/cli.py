@@ -35,17 +35,13 @@ from typing import Any
 
 from t2ilib.apps.options import (
     add_data_options,
-    add_run_options,
     dataset_root,
-    finite,
     positive,
-    recipe_field,
-    run_status,
 )
 from t2ilib.apps.train_sisgan import add_parser as add_sisgan_parser
 from t2ilib.apps.train_sisgan import train_sisgan
-from t2ilib.ssagan.model import RESOLUTIONS
-from t2ilib.ssagan.recipes import RECIPES
+from t2ilib.apps.train_ssagan import add_parser as add_ssagan_parser
+from t2ilib.apps.train_ssagan import train_ssagan
 
 __all__ = ["build_parser", "main", "MAX_SAMPLES"]
 
@@ -62,48 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser("train", help="train a model")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
-    _add_train_ssagan(models)
+    add_ssagan_parser(models)
     add_sisgan_parser(models)
     for add in (_add_sample, _add_evaluate, _add_manipulate, _add_convert_damsm, _add_doctor,
                 _add_export):
         add(commands)
     return parser
-
-
-def _add_train_ssagan(models: Any) -> None:
-    """``train ssagan``: every option overrides one field of the recipe."""
-    ssa = models.add_parser("ssagan", help="train SSA-GAN (t2ilib.ssagan)",
-                            description="Train SSA-GAN with a recipe (t2ilib.ssagan.recipes); "
-                            "every option below that is not given keeps the recipe's value.")
-    ssa.add_argument("--recipe", choices=tuple(RECIPES),
-                     default=None, help="default: toybirds for --dataset toybirds, paper for cub")
-    ssa.add_argument("--dataset", choices=("toybirds", "cub"), default="toybirds")
-    add_data_options(ssa, "$T2I_DATA/toybirds or $T2I_DATA/birds")
-    ssa.add_argument("--run-dir", type=Path, default=None, help="checkpoints, loss log, sample "
-                     "grids (default: runs/ssagan_<dataset>_<resolution>)")
-    ssa.add_argument("--epochs", type=positive, default=None)
-    ssa.add_argument("--batch-size", type=positive, default=None, help="per process")
-    ssa.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=None)
-    ssa.add_argument("--ngf", type=positive, default=None, help="generator width")
-    ssa.add_argument("--ndf", type=positive, default=None, help="discriminator width")
-    ssa.add_argument("--damsm", type=Path, default=None,
-                     help="pretrained DAMSM checkpoint (t2ilib.damsm.pretrain); "
-                          "default: pretrain one into the run folder")
-    ssa.add_argument("--damsm-epochs", type=positive, default=10)
-    ssa.add_argument("--image-encoder", choices=("small_cnn", "inception"), default=None,
-                     help="for a DAMSM pretrained here (default: small_cnn, inception for cub)")
-    ssa.add_argument("--lr-g", type=finite, default=None, help="G's learning rate")
-    ssa.add_argument("--lr-d", type=finite, default=None, help="D's learning rate")
-    ssa.add_argument("--damsm-weight", type=finite, default=None, help="lambda of G's DAMSM term")
-    ssa.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction,
-                     default=None, help="train the DAMSM encoders jointly (main_finetune.py)")
-    ssa.add_argument("--gp-mode", choices=("separate", "joint"), default=None)
-    ssa.add_argument("--ema-decay", type=finite, default=None)
-    ssa.add_argument("--mode-seeking-weight", type=finite, default=None,
-                     help="weight of MSGAN's diversity term in G's loss (0: off)")
-    ssa.add_argument("--compile", action="store_true",
-                     help="torch.compile G and the DAMSM image encoder")
-    add_run_options(ssa, "gate_init_g=0")
 
 
 def _add_sample(commands: Any) -> None:
@@ -191,114 +151,6 @@ def _add_doctor(commands: Any) -> None:
                                              "finds (t2ilib.apps.doctor)")
     doc.add_argument("--data-root", type=Path, default=None, help="default: $T2I_DATA or data/")
     doc.add_argument("--json", action="store_true", help="print JSON instead of tables")
-
-
-#: Options of ``train ssagan`` that override the recipe field of the same name.
-RECIPE_OPTIONS = ("epochs", "batch_size", "resolution", "ngf", "ndf", "lr_g", "lr_d",
-                  "damsm_weight", "finetune_text_encoder", "gp_mode", "ema_decay",
-                  "mode_seeking_weight", "seed", "max_steps_per_epoch", "log_every")
-
-
-def _recipe(args: argparse.Namespace):
-    """The named recipe with every option the command line gives."""
-    name = args.recipe or ("toybirds" if args.dataset == "toybirds" else "paper")
-    changes = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
-    if args.no_amp:
-        changes["amp"] = False
-    if args.compile:
-        changes["compile"] = True
-    if args.tensorboard:
-        changes["tensorboard"] = True
-    recipe = RECIPES[name]
-    for item in args.set:
-        field, value = recipe_field(recipe, item)
-        changes[field] = value
-    return recipe.with_(**changes)
-
-
-def _ssagan_damsm(args: argparse.Namespace, recipe: Any, data: Any, root: Path, run_dir: Path,
-                  distributed: bool, device: Any) -> tuple[Any, Any, int]:
-    """The run's DAMSM: ``--damsm`` (its vocabulary checked against the data's), else one
-    pretrained into ``run_dir/damsm``. Returns the two encoders and the side the image encoder
-    was trained at."""
-    from t2ilib.damsm.image_encoder import (
-        InceptionEncoder,
-        InceptionEncoderConfig,
-        SmallCNNConfig,
-        SmallCNNEncoder,
-    )
-    from t2ilib.damsm.pretrain import (
-        DAMSMTrainConfig,
-        load_damsm,
-        load_or_train_damsm,
-        trained_image_size,
-    )
-    from t2ilib.data.cache import CachedCUBDataset
-    from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
-
-    cfg, resolution = recipe.train, recipe.model.resolution
-    if args.damsm is not None:
-        from t2ilib.damsm.convert import check_damsm_vocabulary
-
-        text_encoder, image_encoder, damsm_info = load_damsm(args.damsm)
-        check_damsm_vocabulary(damsm_info["fingerprint"], data.vocab, args.damsm)
-        return (text_encoder, image_encoder,
-                trained_image_size(damsm_info["fingerprint"]) or resolution)
-    if distributed:
-        raise ValueError("pretrain the DAMSM first (one process), then pass --damsm")
-    text_encoder = TextEncoder(TextEncoderConfig(len(data.vocab),
-                                                 hidden_dim=recipe.model.sentence_dim))
-    kind = args.image_encoder or ("inception" if args.dataset == "cub" else "small_cnn")
-    dim = text_encoder.config.hidden_dim  # both encoders map into the sentence's space
-    image_encoder = (InceptionEncoder(InceptionEncoderConfig(embed_dim=dim))
-                     if kind == "inception" else SmallCNNEncoder(SmallCNNConfig(embed_dim=dim)))
-    config = DAMSMTrainConfig(epochs=args.damsm_epochs, max_steps_per_epoch=cfg.max_steps_per_epoch)
-    load_or_train_damsm(run_dir / "damsm", text_encoder, image_encoder,
-                        CachedCUBDataset(root, "train", image_size=resolution, seed=cfg.seed),
-                        config, batch_size=cfg.batch_size, seed=cfg.seed,
-                        extra={"data": data.describe()}, device=device)
-    return text_encoder, image_encoder, resolution
-
-
-def _train_ssagan(args: argparse.Namespace) -> int:
-    import torch
-
-    from t2ilib.damsm.image_encoder import SmallCNNEncoder
-    from t2ilib.data.cache import CachedCUBDataset
-    from t2ilib.data.toybirds import SAMPLE_CAPTIONS
-    from t2ilib.data.trainset import TrainData
-    from t2ilib.engine import ddp
-    from t2ilib.engine.loop import load_or_train
-    from t2ilib.runtime import pick_device, repo_root, seed_everything
-    from t2ilib.ssagan.train import ssagan_engine
-
-    recipe = _recipe(args)
-    cfg, resolution = recipe.train, recipe.model.resolution
-    info = ddp.init_distributed()
-    device = pick_device(args.device)
-    if info.distributed and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    root = dataset_root(args)
-    run_dir = args.run_dir or repo_root() / "runs" / f"ssagan_{args.dataset}_{resolution}"
-    seed_everything(cfg.seed)
-    dataset = CachedCUBDataset(root, "train", image_size=resolution, uint8=True)
-    toy = args.dataset == "toybirds"  # named as notebook 07 names it: the CLI resumes its runs
-    data = TrainData.from_dataset(dataset, name="toybirds" if toy else f"cub:{root.name}")
-    text_encoder, image_encoder, damsm_size = _ssagan_damsm(args, recipe, data, root, run_dir,
-                                                            info.distributed, device)
-    small_cnn = isinstance(image_encoder, SmallCNNEncoder)  # Inception resizes to 299 itself
-    recipe = recipe.with_(sentence_dim=text_encoder.config.hidden_dim,
-                          damsm_image_size=(damsm_size if small_cnn and damsm_size != resolution
-                                            else None))
-    engine = ssagan_engine(recipe, text_encoder, image_encoder, data, device=device,
-                           run_dir=run_dir, dist=info,
-                           sample_captions=SAMPLE_CAPTIONS if toy else None)
-    result = load_or_train(engine, retrain=args.retrain)
-    if info.is_main:
-        print(json.dumps({"status": run_status(result), "recipe": recipe.name, "step": result.step,
-                          "epoch": result.epoch, "checkpoint": str(engine.checkpoint_path)}))
-    ddp.shutdown_distributed()
-    return 0
 
 
 def _warn_captions(vocab, captions: Sequence[str]) -> None:
@@ -422,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "dropping words not in the vocabulary", UserWarning)
             if args.command == "train":
-                return _train_ssagan(args) if args.model == "ssagan" else train_sisgan(args)
+                return train_ssagan(args) if args.model == "ssagan" else train_sisgan(args)
             if args.command == "evaluate":
                 return _evaluate(args)
             if args.command == "manipulate":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["positive", "finite", "add_run_options", "add_data_options", "recipe_field",
-           "dataset_root", "run_status"]
+           "dataset_root", "run_status", "interrupted", "INTERRUPTED"]
 
 
 def positive(text: str) -> int:
@@ -93,6 +93,24 @@ def add_data_options(parser: argparse.ArgumentParser, default: str) -> None:
                         help=f"dataset folder (default: {default})")
     parser.add_argument("--create-data", action="store_true",
                         help="draw a new ToyBirds set in --data-dir if it holds none")
+
+
+#: The exit status of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+def interrupted(stage: str, status: dict[str, Any]) -> int:
+    """Report a stage stopped by Ctrl-C / SIGTERM: the JSON status line on stdout, one line on
+    stderr saying what was saved and how to go on; returns :data:`INTERRUPTED`. The stages after
+    it never run (no GAN is trained on a half-trained DAMSM)."""
+    import json
+    import sys
+
+    print(json.dumps({"status": "interrupted", "stage": stage, **status}))
+    where = f" ({status['checkpoint']})" if "checkpoint" in status else ""
+    print(f"t2ilib: interrupted during {stage}: the last checkpoint is saved{where}; run the "
+          "same command again to resume", file=sys.stderr)
+    return INTERRUPTED
 
 
 def run_status(result: Any) -> str:

@@ -24,6 +24,7 @@ from t2ilib.apps.options import (
     add_run_options,
     dataset_root,
     finite,
+    interrupted,
     positive,
     recipe_field,
     run_status,
@@ -110,8 +111,7 @@ def train_sisgan(args: argparse.Namespace) -> int:
                              tiny=recipe.name == "smoke", device=device)
     status = {"recipe": recipe.name, "damsm": str(encoders.path)}
     if encoders.interrupted:  # never train on a half-trained DAMSM
-        print(json.dumps({"status": "interrupted", "stage": "damsm", **status}))
-        return 0
+        return interrupted("DAMSM pretraining", {**status, "checkpoint": str(encoders.path)})
     resize = encoders.image_size if encoders.image_size not in (None, size) else None
     recipe = replace(recipe, model=replace(recipe.model,
                                            sentence_dim=encoders.text_encoder.config.hidden_dim),
@@ -120,7 +120,10 @@ def train_sisgan(args: argparse.Namespace) -> int:
                            run_dir=run_dir, image_encoder=encoders.image_encoder,
                            vgg_weights=args.vgg_weights, tensorboard=args.tensorboard)
     result = load_or_train_sisgan(engine, retrain=args.retrain).result
-    print(json.dumps({"status": run_status(result), **status, "step": result.step,
-                      "epoch": result.epoch, "train_seconds": round(result.train_seconds),
-                      "checkpoint": str(engine.checkpoint_path)}))
+    status |= {"step": result.step, "epoch": result.epoch,
+               "train_seconds": round(result.train_seconds),
+               "checkpoint": str(engine.checkpoint_path)}
+    if result.interrupted:
+        return interrupted("SISGAN training", status)
+    print(json.dumps({"status": run_status(result), **status}))
     return 0
