@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import stat
 import struct
 import tarfile
@@ -470,3 +471,58 @@ def test_n_bytes_counts_what_was_written_not_what_was_declared(tmp_path, method)
     report = extract(archive, tmp_path / "out", **QUIET)
     assert (tmp_path / "out" / "birds" / "a.txt").read_bytes() == content
     assert report.n_bytes == len(content) == 110
+
+
+# ---- bombs by expansion, a tar cut between members, an empty archive (issue 35) ----
+
+def test_a_zip_member_that_expands_too_much_is_refused_naming_it_and_its_ratio(tmp_path):
+    archive = tmp_path / "birds.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("birds/a.txt", b"a bird\n")
+        zf.writestr("birds/zeros.bin", bytes(40 << 20))  # deflates about 1000x
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract(archive, tmp_path / "out", **QUIET)
+    message = assert_clear_failure(err, archive, tmp_path / "out", "member 'birds/zeros.bin'",
+                                   "over the limit of 200x", "refusing to extract it")
+    assert re.search(r"expands [\d,]+x \([\d,]+ -> 41,943,040 bytes\)", message), message
+    extract(archive, tmp_path / "ok", limits=ExtractLimits(max_ratio=5000), **QUIET)  # allowed
+    assert (tmp_path / "ok" / "birds" / "zeros.bin").stat().st_size == 40 << 20
+
+
+def test_a_tgz_that_expands_too_much_as_a_whole_is_refused(tmp_path):
+    entries = [tar_entry(f"bomb/{i}.bin", bytes(6 << 20)) for i in range(4)]  # 24 MiB of zeros
+    archive = make_tgz(tmp_path / "bomb.tgz", entries)
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract(archive, tmp_path / "out", **QUIET)
+    assert_clear_failure(err, archive, tmp_path / "out", "the archive, by member 'bomb/",
+                         "over the limit of 200x")
+    small = ExtractLimits(ratio_free_bytes=1 << 30)  # below the free size, no ratio applies
+    assert extract(archive, tmp_path / "ok", limits=small, **QUIET).n_files == 4
+
+
+def test_a_plain_tar_cut_between_two_members_is_refused(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for info, data in GOOD:
+            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    whole = buf.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tf:
+        second = tf.getmembers()[1]  # CUB_200_2011/images.txt
+    end = second.offset_data + -(-second.size // 512) * 512  # its last data block
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole[:end])  # ends exactly between two members
+    with pytest.raises(ArchiveError) as err:
+        extract(cut, tmp_path / "out", **QUIET)
+    assert_clear_failure(err, cut, tmp_path / "out", "ends after member 'CUB_200_2011/images.txt'",
+                         "without tar's end-of-archive block", "download it again")
+    complete = tmp_path / "complete.tar"
+    complete.write_bytes(whole)
+    assert extract(complete, tmp_path / "ok", **QUIET).n_files == 3
+
+
+def test_an_empty_archive_is_an_error_and_leaves_no_marker(tmp_path):
+    archive = make_zip(tmp_path / "birds.zip", {})
+    with pytest.raises(ArchiveError) as err:
+        extract(archive, tmp_path / "out", **QUIET)
+    assert_clear_failure(err, archive, tmp_path / "out", "holds no files")
+    assert not marker_path(archive, tmp_path / "out").exists()

@@ -57,6 +57,9 @@ SHARED_NAMES: dict[str, frozenset[str] | None] = {
     # and a step module with the same interface (d_step, g_step, train_step) for the engine.
     **dict.fromkeys(["Generator", "Discriminator", "Recipe", "d_step", "g_step", "train_step"],
                     frozenset({"t2ilib.ssagan", "t2ilib.sisgan"})),
+    # each `train <model>` command module (t2ilib/apps/train_ssagan.py, train_sisgan.py) has
+    # the same interface for the CLI: its subparser and the recipe its options describe
+    **dict.fromkeys(["add_parser", "recipe_from"], frozenset({"t2ilib.apps"})),
     # the entry point of a module run with `python -m`
     "main": None, "_main": None,
     # every exercise notebook's reference-output builder (t2ilib.course.reference_outputs.nbNN)

@@ -15,7 +15,8 @@ $$\\text{accept}(m) \\iff \\text{type}(m) \\in \\{\\text{file}, \\text{dir}\\}
 
 anything else (symlinks, hard links, devices, FIFOs) is refused with an error naming the member;
 ``__MACOSX/`` and AppleDouble ``._*`` members are skipped. The member count and the total
-unpacked size are capped (archive bombs). For tar, ``tarfile.data_filter`` is applied to every
+unpacked size are capped, and so is the expansion ratio, of the whole archive and of each zip
+member (archive bombs). For tar, ``tarfile.data_filter`` is applied to every
 member as well where Python has it. Files are written by this module, with plain 0o644 / 0o755
 permissions; owner, mode and mtime from the archive are ignored.
 
@@ -38,52 +39,48 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import lzma
 import os
 import re
 import shutil
-import stat
-import struct
 import tarfile
 import tempfile
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
 
+from t2ilib.data.archive_read import (
+    REDOWNLOAD,
+    ArchiveError,
+    Member,
+    UnsafeArchiveError,
+    members,
+    reading,
+)
 from t2ilib.data.resources import file_digests
-from t2ilib.io import BriefError, atomic_write
+from t2ilib.io import atomic_write
 from t2ilib.runtime import progress
 
 __all__ = ["ArchiveError", "UnsafeArchiveError", "ExtractLimits", "ExtractReport",
            "safe_member_path", "list_members", "extract", "marker_path"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_REDOWNLOAD = "download it again: the archive is corrupt or incomplete"
 _TMP = ".extracting"  # suffix of the temporary folder, .<archive>.<8 random chars>.extracting
-#: What reading a damaged tar/zip raises, from tarfile, zipfile and their decompressors.
-_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
-                zlib.error, lzma.LZMAError, struct.error, UnicodeDecodeError, NotImplementedError)
-
-
-class ArchiveError(BriefError, ValueError):
-    """An archive cannot be extracted: damaged, unreadable, or not writable here. The message
-    starts with the archive's path, names the member and says what to do."""
-
-
-class UnsafeArchiveError(ArchiveError):
-    """An archive member would escape the destination, is not a plain file or folder, or the
-    archive exceeds the limits."""
 
 
 @dataclass(frozen=True)
 class ExtractLimits:
-    """Caps against archive bombs. CUB-200-2011 has ~12k members and ~1.2 GB unpacked."""
+    """Caps against archive bombs. CUB-200-2011 has ~12k members and ~1.2 GB unpacked from
+    1.1 GB; AttnGAN's birds metadata expands about 4x.
+
+    Expansion (unpacked bytes over packed bytes) is capped at ``max_ratio`` for the whole
+    archive and, for zip, for each member; expansion to under ``ratio_free_bytes`` never counts
+    (tiny text files compress well).
+    """
 
     max_members: int = 100_000
     max_total_bytes: int = 8 << 30
+    max_ratio: float = 200.0
+    ratio_free_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -127,102 +124,25 @@ def safe_member_path(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
-@dataclass(frozen=True)
-class _Member:
-    name: str
-    kind: str  # "file", "dir", or a description of what else it is
-    size: int
-    open: Callable[[], IO[bytes]]
-    tarinfo: tarfile.TarInfo | None = None
-
-
-def _tar_kind(m: tarfile.TarInfo) -> str:
-    if m.isreg():
-        return "file"
-    if m.isdir():
-        return "dir"
-    if m.issym():
-        return f"a symbolic link (to {m.linkname!r})"
-    if m.islnk():
-        return f"a hard link (to {m.linkname!r})"
-    if m.ischr() or m.isblk():
-        return "a device file"
-    if m.isfifo():
-        return "a FIFO"
-    return f"of tar type {m.type!r}"
-
-
-def _zip_kind(info: zipfile.ZipInfo) -> str:
-    if info.flag_bits & 0x1:
-        return "encrypted"
-    mode = info.external_attr >> 16  # Unix mode bits when the zip was made on a Unix system
-    fmt = stat.S_IFMT(mode)
-    if info.is_dir():
-        return "dir" if fmt in (0, stat.S_IFDIR) else f"of mode {oct(mode)}"
-    if fmt in (0, stat.S_IFREG):
-        return "file"
-    if fmt == stat.S_IFLNK:
-        return "a symbolic link"
-    return f"a special file (mode {oct(mode)})"
-
-
-def _is_zip(path: Path) -> bool:
-    if path.name.lower().endswith(".zip"):
-        return True
-    if path.name.lower().endswith((".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz")):
-        return False
-    return zipfile.is_zipfile(path)
-
-
-@contextlib.contextmanager
-def _reading(name: str | None, after: str | None = None) -> Iterator[None]:
-    """Turn what a damaged archive raises while being read into an :class:`ArchiveError`."""
-    try:
-        yield
-    except _READ_ERRORS as err:
-        where = (f"member {name!r} is damaged" if name is not None
-                 else f"damaged after member {after!r}" if after is not None
-                 else "not a readable tar or zip archive")
-        lines = str(err).strip().splitlines()  # tarfile.open lists every format it tried
-        detail = lines[0] if len(lines) == 1 else "neither gzip, bzip2, xz nor plain tar"
-        if isinstance(err, NotImplementedError):  # e.g. zip's deflate64, bzip2 in old Pythons
-            raise ArchiveError(f"member {name!r} uses a compression Python cannot read ({detail})"
-                               "; unpack it with another tool (unzip, 7-Zip)") from err
-        if isinstance(err, OSError) and err.errno is not None:  # the disk, not the content
-            raise ArchiveError(f"cannot read the file ({err.strerror})") from err
-        raise ArchiveError(f"{where} ({detail}); {_REDOWNLOAD}") from err
-
-
-def _members(archive: Path) -> Iterator[_Member]:
-    """Stream the members of a tar (any compression) or zip archive, in archive order."""
-    if _is_zip(archive):
-        with _reading(None), zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                yield _Member(info.filename, _zip_kind(info), info.file_size,
-                              lambda info=info: zf.open(info))
+def _check_ratio(name: str, size: int, packed: int | None, limits: ExtractLimits,
+                 what: str) -> None:
+    """Refuse ``size`` unpacked bytes from ``packed`` ones beyond :class:`ExtractLimits`."""
+    if packed is None or size <= max(limits.ratio_free_bytes, limits.max_ratio * packed):
         return
-    with _reading(None):
-        tf, last = tarfile.open(archive, "r:*"), None
-    with tf:
-        while True:
-            with _reading(None, last):
-                m = tf.next()
-                if m is None:  # read the rest: a compressor checks its CRC and length at the end
-                    while tf.fileobj is not None and tf.fileobj.read(1 << 20):
-                        pass
-                    return
-            last = m.name
-            yield _Member(m.name, _tar_kind(m), m.size,
-                          lambda m=m: tf.extractfile(m), tarinfo=m)  # type: ignore[arg-type]
+    subject = (f"member {name!r}" if what == "member"
+               else f"the archive, by member {name!r},")
+    raise UnsafeArchiveError(f"{subject} expands {size / max(packed, 1):,.0f}x ({packed:,} -> "
+                             f"{size:,} bytes), over the limit of {limits.max_ratio:,.0f}x "
+                             "(an archive bomb?)")
 
 
 def _checked(archive: Path, limits: ExtractLimits,
-             dest: Path) -> Iterator[tuple[_Member, PurePosixPath | None]]:
+             dest: Path) -> Iterator[tuple[Member, PurePosixPath | None]]:
     """Members with their safe relative path (``None``: skip), enforcing every rule."""
-    count, total = 0, 0
+    count, total, packed_size = 0, 0, archive.stat().st_size
     files: set[PurePosixPath] = set()
     dirs: set[PurePosixPath] = set()
-    for member in _members(archive):
+    for member in members(archive):
         count += 1
         if count > limits.max_members:
             raise UnsafeArchiveError(f"more than {limits.max_members:,} members")
@@ -235,6 +155,8 @@ def _checked(archive: Path, limits: ExtractLimits,
             if total > limits.max_total_bytes:
                 raise UnsafeArchiveError(f"unpacks to more than {limits.max_total_bytes:,} "
                                          "bytes")
+            _check_ratio(member.name, member.size, member.packed, limits, "member")
+            _check_ratio(member.name, total, packed_size, limits, "archive")
         if member.tarinfo is not None and hasattr(tarfile, "data_filter"):
             try:  # belt and braces: PEP 706's own check must agree with ours
                 tarfile.data_filter(member.tarinfo, str(dest))
@@ -337,16 +259,16 @@ def _writing(name: str | None, dest: Path) -> Iterator[None]:
         raise ArchiveError(f"{what} {why.format(dest=dest, why=err.strerror or err)}") from err
 
 
-def _copy(member: _Member, target: Path) -> int:
+def _copy(member: Member, target: Path) -> int:
     """Write ``member`` to ``target``; returns the bytes written. tarfile and zipfile stop at
     the declared size, so the size limit checked on those holds; a shorter member is counted
     as it is."""
-    with _reading(member.name):
+    with reading(member.name):
         src = member.open()
     n = 0
     with src, open(target, "wb") as out:
         while True:
-            with _reading(member.name):
+            with reading(member.name):
                 chunk = src.read(1 << 20)
             if not chunk:
                 return n
@@ -404,8 +326,8 @@ def extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
             dest.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=_TMP, dir=dest))
         root = tmp.resolve()
-        members = _checked(archive, limits, root)
-        for member, rel in progress(members, desc=f"extracting {archive.name}", unit="file",
+        checked = _checked(archive, limits, root)
+        for member, rel in progress(checked, desc=f"extracting {archive.name}", unit="file",
                                     leave=False):
             if rel is None:
                 n_skipped += 1
@@ -424,6 +346,8 @@ def extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
                 n_bytes += _copy(member, target)
                 os.chmod(target, 0o644)
                 n_files += 1
+        if n_files == 0:
+            raise ArchiveError(f"holds no files; {REDOWNLOAD}")
         if (clash := _merge(tmp, dest, check=True)) is not None:
             raise FileExistsError(f"{archive}: cannot extract into {dest}: {clash} is a "
                                   f"{'folder' if clash.is_dir() else 'file'} where the archive "
