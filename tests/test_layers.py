@@ -16,7 +16,8 @@ above (low to high):
 7     ``t2ilib.apps``, ``t2ilib.course``, ``t2ilib.__main__``, ``t2ilib`` itself
 ====  ========================================================================
 
-**Sizes.** No module is over :data:`MAX_LINES` lines.
+**Sizes.** No module is over :data:`MAX_LINES` lines, no function body (its docstring left out)
+over :data:`MAX_FUNCTION_LINES`.
 
 **Names.** No top-level function or class name is defined in two modules (but the few of
 :data:`SHARED_NAMES`), and no module-level constant (an UPPER_CASE name) either (but those of
@@ -35,6 +36,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "t2ilib"
 MAX_LINES = 450
+MAX_FUNCTION_LINES = 60
 
 #: Layer of each top-level part of t2ilib ("t2ilib" alone: the package's own __init__).
 LAYERS = {
@@ -333,6 +335,29 @@ def test_no_constant_is_defined_twice():
              and not all(part_of(m) in SHARED_CONSTANTS.get(c, frozenset()) for m in modules)}
     assert not twice, f"constants defined in several modules (keep one, import it): {twice}"
     assert top_level_constants("A = 1\nb = 2\nC: int = 3\ndef f():\n    D = 4\n") == {"A", "C"}
+
+
+def function_lengths(source: str) -> dict[str, int]:
+    """``{name: lines}`` of every function and method (nested ones too), counting the body from
+    its first statement after the docstring to its last line."""
+    out = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            documented = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                          and isinstance(body[0].value.value, str))
+            first = body[1] if documented and len(body) > 1 else body[0]
+            out[f"{node.name}:{node.lineno}"] = node.end_lineno - first.lineno + 1
+    return out
+
+
+def test_no_function_is_longer_than_the_limit():
+    long = {f"{name}.{fn}": n for name, path in package_modules().items()
+            for fn, n in function_lengths(path.read_text(encoding="utf-8")).items()
+            if n > MAX_FUNCTION_LINES}
+    assert not long, (f"functions over {MAX_FUNCTION_LINES} lines (split them by what each part "
+                      f"does): {long}")
+    assert function_lengths('def f():\n    """Doc."""\n    a = 1\n    return a\n') == {"f:1": 2}
 
 
 def test_no_import_circle_even_inside_a_package():

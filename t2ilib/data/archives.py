@@ -297,6 +297,35 @@ def _done_report(marker: Path, dest: Path, sha256: str) -> ExtractReport | None:
     return report
 
 
+def _unpack(archive: Path, limits: ExtractLimits, tmp: Path,
+            dest: Path) -> tuple[int, int, int, int, set[str]]:
+    """Write every checked member into the temporary folder ``tmp``; returns the counts of
+    files, folders, bytes and skipped junk, and the top-level names."""
+    n_files = n_dirs = n_bytes = n_skipped = 0
+    top: set[str] = set()
+    root = tmp.resolve()
+    checked = _checked(archive, limits, root)
+    for member, rel in progress(checked, desc=f"extracting {archive.name}", unit="file",
+                                leave=False):
+        if rel is None:
+            n_skipped += 1
+            continue
+        target = tmp.joinpath(*rel.parts)
+        if not _inside(root, target):
+            raise UnsafeArchiveError(f"member {member.name!r} resolves outside the destination")
+        top.add(rel.parts[0])
+        with _writing(member.name, dest):
+            if member.kind == "dir":
+                target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                n_dirs += 1
+                continue
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            n_bytes += _copy(member, target)
+            os.chmod(target, 0o644)
+            n_files += 1
+    return n_files, n_dirs, n_bytes, n_skipped, top
+
+
 def extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
             sha256: str | None = None, limits: ExtractLimits = ExtractLimits(),
             log: Callable[[str], None] = print) -> ExtractReport:
@@ -318,34 +347,12 @@ def extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
         log(f"[extract] {archive.name}: already extracted into {dest}, skipped")
         return done
 
-    n_files = n_dirs = n_bytes = n_skipped = 0
-    top: set[str] = set()
     tmp, merging = None, False
     try:
         with _writing(None, dest):
             dest.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=_TMP, dir=dest))
-        root = tmp.resolve()
-        checked = _checked(archive, limits, root)
-        for member, rel in progress(checked, desc=f"extracting {archive.name}", unit="file",
-                                    leave=False):
-            if rel is None:
-                n_skipped += 1
-                continue
-            target = tmp.joinpath(*rel.parts)
-            if not _inside(root, target):
-                raise UnsafeArchiveError(f"member {member.name!r} resolves outside the "
-                                         "destination")
-            top.add(rel.parts[0])
-            with _writing(member.name, dest):
-                if member.kind == "dir":
-                    target.mkdir(mode=0o755, parents=True, exist_ok=True)
-                    n_dirs += 1
-                    continue
-                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-                n_bytes += _copy(member, target)
-                os.chmod(target, 0o644)
-                n_files += 1
+        n_files, n_dirs, n_bytes, n_skipped, top = _unpack(archive, limits, tmp, dest)
         if n_files == 0:
             raise ArchiveError(f"holds no files; {REDOWNLOAD}")
         if (clash := _merge(tmp, dest, check=True)) is not None:

@@ -138,7 +138,30 @@ def make_cub_fixture(out_dir: str | os.PathLike[str], seed: int = 0,
     """
     root = Path(out_dir)
     rng = np.random.default_rng(seed)
-    cub = root / "CUB_200_2011"
+    keys, sizes, bboxes = _fixture_index(rng)
+    odd = {"gray": keys[1], "cmyk": keys[4], "border": keys[2], "long": keys[5]}
+    w, h = sizes[odd["border"]]
+    bboxes[odd["border"]] = (0.0, 3.0, float(w // 2), float(h // 2))  # touches the left edge
+    _write_images_and_index(root / "CUB_200_2011", keys, sizes, bboxes, rng, odd)
+    (root / "attributes.txt").write_text("1 has_bill_shape::curved_(up_or_down)\n")
+    kept = _write_fixture_captions(root, keys, rng, odd, few_captions)
+    train = [k for k in keys if not k.startswith("003.")]
+    test = [k for k in keys if k.startswith("003.")]
+    for split, split_keys in (("train", train), ("test", test)):  # Python 2 byte strings
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / split / "filenames.pickle").write_bytes(py2_pickle_dumps(split_keys))
+        (root / split / "class_info.pickle").write_bytes(
+            py2_pickle_dumps([int(k[:3]) for k in split_keys]))
+    stray = root / "CUB_200_2011" / "images" / f"{odd['gray']}_rgb.jpg"
+    return CUBFixture(root=root, train_keys=train, test_keys=test, bboxes=bboxes, sizes=sizes,
+                      grayscale_key=odd["gray"], cmyk_key=odd["cmyk"], border_key=odd["border"],
+                      long_caption_key=odd["long"], stray_file=stray, captions=kept)
+
+
+def _fixture_index(rng: np.random.Generator
+                   ) -> tuple[list[str], dict[str, tuple[int, int]],
+                              dict[str, tuple[float, float, float, float]]]:
+    """The fixture's image keys (CUB's naming), image sizes and bird boxes."""
     keys, sizes, bboxes = [], {}, {}
     for c, cls in enumerate(FIXTURE_CLASSES):
         stem = "_".join(p.capitalize() for p in cls.split(".", 1)[1].split("_"))
@@ -149,18 +172,21 @@ def make_cub_fixture(out_dir: str | os.PathLike[str], seed: int = 0,
             x, y = float(rng.integers(0, w - bw)), float(rng.integers(0, h - bh))
             keys.append(key)
             sizes[key], bboxes[key] = (w, h), (x, y, bw, bh)
-    gray, cmyk, border, long_key = keys[1], keys[4], keys[2], keys[5]
-    w, h = sizes[border]
-    bboxes[border] = (0.0, 3.0, float(w // 2), float(h // 2))  # touches the left edge
-    # ---- images
+    return keys, sizes, bboxes
+
+
+def _write_images_and_index(cub: Path, keys: list[str], sizes: dict[str, tuple[int, int]],
+                            bboxes: dict[str, tuple[float, float, float, float]],
+                            rng: np.random.Generator, odd: dict[str, str]) -> None:
+    """The JPEGs (one grayscale with a stray unlisted RGB copy, one CMYK) and CUB's text files."""
     for key in keys:
         path = cub / "images" / f"{key}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         img = _draw_image(rng, sizes[key], bboxes[key])
-        if key == gray:
+        if key == odd["gray"]:
             img.save(path.with_name(path.stem + "_rgb.jpg"), quality=90)  # stray, unlisted copy
             img = img.convert("L")
-        elif key == cmyk:
+        elif key == odd["cmyk"]:
             img = img.convert("CMYK")
         img.save(path, quality=90)
     ids = {key: i for i, key in enumerate(keys, start=1)}
@@ -173,44 +199,38 @@ def make_cub_fixture(out_dir: str | os.PathLike[str], seed: int = 0,
         "".join(f"{ids[k]} {int(k[:3])}\n" for k in keys))
     (cub / "train_test_split.txt").write_text("".join(f"{ids[k]} {ids[k] % 2}\n" for k in keys))
     (cub / "README").write_text("CUB-200-2011 fixture made by t2ilib.data.fixtures\n")
-    (root / "attributes.txt").write_text("1 has_bill_shape::curved_(up_or_down)\n")
-    # ---- captions
+
+
+def _write_fixture_captions(root: Path, keys: list[str], rng: np.random.Generator,
+                            odd: dict[str, str], few_captions: bool) -> dict[str, list[str]]:
+    """Ten captions per image, with the quirks of real files (empty and whitespace lines, an
+    eleventh caption, CRLF, mojibake, non-ASCII, a 40-word caption); returns the kept ten."""
     kept: dict[str, list[str]] = {}
     for i, key in enumerate(keys):
         caps = [_caption(rng) for _ in range(10)]
         if i == 0:
             caps[2] = "this bird has a dark grey crown and a pale throat"
-        if key == gray:
+        if key == odd["gray"]:
             caps[1] = "this bird\ufffd\ufffds wings are black and its belly is white"
-        if key == border:
+        if key == odd["border"]:
             caps[3] = "a café-brown bird with a naïve 日本 look"
-        if key == long_key:
+        if key == odd["long"]:
             caps[3] = LONG_CAPTION
         kept[key] = caps
         lines = list(caps)
         if i == 0:
             lines.insert(3, "")                          # an empty line
             lines.append("an eleventh caption with zzzignored words")
-        if key == gray:
+        if key == odd["gray"]:
             lines.insert(5, "   ")                       # whitespace only
         if few_captions and i == 3:
             lines = lines[:8]
-        text = "\r\n".join(lines) if key == cmyk else "\n".join(lines)
+        crlf = key == odd["cmyk"]
+        text = "\r\n".join(lines) if crlf else "\n".join(lines)
         path = root / "text" / f"{key}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes((text + ("\r\n" if key == cmyk else "\n")).encode("utf-8"))
-    # ---- AttnGAN split pickles (Python 2 byte strings)
-    train = [k for k in keys if not k.startswith("003.")]
-    test = [k for k in keys if k.startswith("003.")]
-    for split, split_keys in (("train", train), ("test", test)):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        (root / split / "filenames.pickle").write_bytes(py2_pickle_dumps(split_keys))
-        (root / split / "class_info.pickle").write_bytes(
-            py2_pickle_dumps([int(k[:3]) for k in split_keys]))
-    stray = cub / "images" / f"{gray}_rgb.jpg"
-    return CUBFixture(root=root, train_keys=train, test_keys=test, bboxes=bboxes, sizes=sizes,
-                      grayscale_key=gray, cmyk_key=cmyk, border_key=border,
-                      long_caption_key=long_key, stray_file=stray, captions=kept)
+        path.write_bytes((text + ("\r\n" if crlf else "\n")).encode("utf-8"))
+    return kept
 
 
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:

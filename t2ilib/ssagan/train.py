@@ -90,32 +90,8 @@ class SSAGANTask:
         self.memory_format = (torch.channels_last if cfg.channels_last and cuda
                               else torch.contiguous_format)
 
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.G = ddp.convert_sync_batchnorm(Generator(mcfg), dist, self.device)
-        self.D = Discriminator(mcfg)
-        set_gates(self.G, cfg.gate_init_g)
-        set_gates(self.D, cfg.gate_init_d)
-        self.G.to(self.device, memory_format=self.memory_format)
-        self.D.to(self.device, memory_format=self.memory_format)
-        self.text_encoder = text_encoder.to(self.device)
-        self.image_encoder = image_encoder.to(self.device)
-        for module in (self.G, self.D, self.text_encoder, self.image_encoder):
-            ddp.broadcast_module(module, dist)
-        torch.manual_seed(cfg.seed + 1 + dist.rank)  # dropout etc.: per rank
-        self.G_ema = (copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0
-                      else None)
-
-        fused = {"fused": True} if cuda else {}
-        self.opts = Optimizers(
-            g=torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas, **fused),
-            d=torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas, **fused))
-        self.text_encoder.requires_grad_(cfg.finetune_text_encoder)
-        if cfg.finetune_text_encoder:  # text encoder + the image encoder's trainable part
-            params = [*self.text_encoder.parameters(),
-                      *(p for p in self.image_encoder.parameters() if p.requires_grad)]
-            self.opts.enc = torch.optim.Adam(params, lr=cfg.lr_encoder, betas=cfg.betas, **fused)
-        else:
-            self.image_encoder.requires_grad_(False)
+        self._build_networks(text_encoder, image_encoder)
+        self.opts = self._build_optimizers()
         self.text_encoder.eval()
         self.image_encoder.eval()
         self.nets = Nets(G=torch.compile(self.G) if cfg.compile else self.G, D=self.D,
@@ -139,6 +115,41 @@ class SSAGANTask:
         self.sample_captions = list(sample_captions)
         self.sample_noise = torch.randn(len(self.sample_captions), mcfg.nz,
                                         generator=step_generator(cfg.seed, -1))
+
+    def _build_networks(self, text_encoder: TextEncoder, image_encoder: nn.Module) -> None:
+        """G, D (gates set), the encoders on the device, the same on every rank; G's EMA."""
+        cfg, mcfg, dist = self.config, self.model_config, self.dist
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.G = ddp.convert_sync_batchnorm(Generator(mcfg), dist, self.device)
+        self.D = Discriminator(mcfg)
+        set_gates(self.G, cfg.gate_init_g)
+        set_gates(self.D, cfg.gate_init_d)
+        self.G.to(self.device, memory_format=self.memory_format)
+        self.D.to(self.device, memory_format=self.memory_format)
+        self.text_encoder = text_encoder.to(self.device)
+        self.image_encoder = image_encoder.to(self.device)
+        for module in (self.G, self.D, self.text_encoder, self.image_encoder):
+            ddp.broadcast_module(module, dist)
+        torch.manual_seed(cfg.seed + 1 + dist.rank)  # dropout etc.: per rank
+        self.G_ema = (copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0
+                      else None)
+
+    def _build_optimizers(self) -> Optimizers:
+        """Adam for G and D; with ``finetune_text_encoder`` one for the encoders too (the text
+        encoder and the image encoder's trainable part), else the encoders are frozen."""
+        cfg = self.config
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        opts = Optimizers(
+            g=torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas, **fused),
+            d=torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas, **fused))
+        self.text_encoder.requires_grad_(cfg.finetune_text_encoder)
+        if cfg.finetune_text_encoder:
+            params = [*self.text_encoder.parameters(),
+                      *(p for p in self.image_encoder.parameters() if p.requires_grad)]
+            opts.enc = torch.optim.Adam(params, lr=cfg.lr_encoder, betas=cfg.betas, **fused)
+        else:
+            self.image_encoder.requires_grad_(False)
+        return opts
 
     # ------------------------------------------------------------------ for the engine
     def state(self) -> dict[str, Any]:
