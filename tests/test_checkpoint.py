@@ -15,16 +15,11 @@ import pytest
 import torch
 
 from t2ilib.engine import loop
-from t2ilib.engine.checkpoint import (
-    FORMAT,
-    CheckpointMismatch,
-    capture_rng_state,
-    read_checkpoint,
-    restore_rng_state,
-    run_fingerprint,
-    stop_on_signals,
-)
+from t2ilib.engine.checkpoint import FORMAT, CheckpointMismatch, read_checkpoint
+from t2ilib.engine.fingerprint import run_fingerprint
 from t2ilib.engine.loop import Engine, load_or_train, step_generator
+from t2ilib.engine.rng import capture_rng_state, restore_rng_state
+from t2ilib.engine.signals import stop_on_signals
 from t2ilib.runtime import machine
 
 

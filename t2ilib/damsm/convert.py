@@ -44,12 +44,8 @@ from t2ilib.damsm.image_encoder import (
     convert_attngan_image_state_dict,
     load_state_dict_allow_missing_bn_counters,
 )
-from t2ilib.engine.checkpoint import (
-    CHECKPOINT_NAME,
-    CheckpointMismatch,
-    run_fingerprint,
-    write_checkpoint,
-)
+from t2ilib.engine.checkpoint import CHECKPOINT_NAME, CheckpointMismatch, write_checkpoint
+from t2ilib.engine.fingerprint import run_fingerprint
 from t2ilib.io import BadFileError, file_sha256, load_torch
 from t2ilib.runtime import checkpoint_root, data_root
 from t2ilib.text.encoder import (

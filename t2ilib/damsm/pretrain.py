@@ -55,7 +55,7 @@ from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
 from t2ilib.damsm.losses import SSAGAN_GAMMAS, DAMSMGammas, DAMSMLosses, damsm_loss
 from t2ilib.data.cub import collate_sorted
 from t2ilib.engine import ddp
-from t2ilib.engine.checkpoint import run_fingerprint
+from t2ilib.engine.fingerprint import run_fingerprint
 from t2ilib.engine.loop import Engine, load_or_train
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 

@@ -7,101 +7,45 @@ dicts) so that it loads with ``torch.load(..., weights_only=True)``; it is writt
 
 * ``format`` and ``kind`` (``"ssagan"``, ``"sisgan"``, ``"damsm"``, ``"toy_oracle"``);
 * ``state``: the ``state_dict`` of every model and optimiser (and the EMA copy of G);
-* ``rng``: the states of Python's, NumPy's, PyTorch's CPU and every CUDA generator, so that
-  resuming draws the same noise, captions and crops as an uninterrupted run would;
+* ``rng``: the states of Python's, NumPy's, PyTorch's CPU and every CUDA generator
+  (:mod:`t2ilib.engine.rng`), so that resuming draws the same noise, captions and crops as an
+  uninterrupted run would;
 * ``counters``: step, epoch, step within the epoch, and the seconds spent training (summed
   over resumes, so a notebook that loads a finished run reports how long it trained);
-* ``fingerprint``: the run's settings by :func:`run_fingerprint` (the one rule for every
+* ``fingerprint``: the run's settings by :func:`~t2ilib.engine.fingerprint.run_fingerprint`
+  (the one rule for every
   model: configs, data, vocabulary). A run resuming a checkpoint made with other settings
   is refused with an error that names every field that differs;
 * ``meta``: what rebuilding the models needs (their configs, the vocabulary's words), and
   ``trained_on``: the machine the run last trained on (:func:`t2ilib.runtime.machine`).
 
-NumPy's legacy ``np.random.get_state()`` returns a tuple holding an ``ndarray``, which
-``weights_only`` loading rejects; we store its parts as a tensor and plain numbers instead.
+Ctrl-C and SIGTERM become a flag the loop polls (:mod:`t2ilib.engine.signals`), so a run saves
+before it stops.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import random
-import signal
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from t2ilib.io import REMAKE, BadFileError, BriefError, file_sha256, load_torch, save_torch
+from t2ilib.engine.fingerprint import CheckpointMismatch, plain
+from t2ilib.engine.rng import capture_rng_state
+from t2ilib.io import REMAKE, BadFileError, file_sha256, load_torch, save_torch
 from t2ilib.text.vocab import Vocabulary
 
-__all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "capture_rng_state",
-           "restore_rng_state", "write_checkpoint", "read_checkpoint", "run_folder",
-           "checkpoint_file", "checkpoint_id", "run_fingerprint", "check_compatible",
-           "config_from", "load_weights", "stored_vocabulary",
-           "StopFlag", "stop_on_signals"]
+__all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "write_checkpoint",
+           "read_checkpoint", "run_folder", "checkpoint_file", "checkpoint_id", "config_from",
+           "load_weights", "stored_vocabulary"]
 
 #: The one checkpoint format of the course (v1: the trainers' files before the engine).
 FORMAT = "t2ilib.checkpoint.v2"
 #: The checkpoint's file name inside a run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-class CheckpointMismatch(BriefError, ValueError):
-    """The checkpoint was made by a run with another configuration or vocabulary."""
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """The states of Python's, NumPy's (legacy global) and PyTorch's generators, as plain data."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": _to_lists(random.getstate()),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Put back the generator states saved by :func:`capture_rng_state`."""
-    random.setstate(_to_tuples(state["python"]))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_lists(x: Any) -> Any:
-    return [_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
-
-
-def _to_tuples(x: Any) -> Any:
-    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
-
-
-def check_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], *,
-                     path: str | os.PathLike[str] | None = None) -> None:
-    """Raise :class:`CheckpointMismatch` naming every field where the fingerprints ``saved``
-    and ``current`` differ."""
-    keys = set(saved) | set(current)
-    diffs = [f"{k}: checkpoint has {saved.get(k, '<missing>')!r}, this run has "
-             f"{current.get(k, '<missing>')!r}"
-             for k in sorted(keys) if saved.get(k) != current.get(k)]
-    if diffs:
-        where = f"{path} was" if path is not None else "the checkpoint was"
-        raise CheckpointMismatch(f"{where} made with another configuration:\n  "
-                                 + "\n  ".join(diffs)
-                                 + "\nUse the same settings, another checkpoint path, or retrain.")
 
 
 def write_checkpoint(path: str | os.PathLike[str], *, kind: str, state: Mapping[str, Any],
@@ -120,8 +64,8 @@ def write_checkpoint(path: str | os.PathLike[str], *, kind: str, state: Mapping[
         "state": {name: obj.state_dict() for name, obj in state.items()},
         "rng": capture_rng_state() if rng else None,
         "counters": {k: int(v) for k, v in (counters or {}).items()},
-        "fingerprint": _plain(dict(fingerprint)),
-        "meta": _plain(dict(meta)),
+        "fingerprint": plain(dict(fingerprint)),
+        "meta": plain(dict(meta)),
     }
     return save_torch(payload, path)
 
@@ -267,72 +211,3 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     return inside if inside.is_file() else path
 
 
-def run_fingerprint(**sections: Any) -> dict[str, Any]:
-    """The one fingerprint rule: ``{"section.field": value}`` of plain data.
-
-    Each keyword is a section: a dataclass (its fields, less those named in its
-    ``RUN_ONLY`` class attribute, such as the number of epochs), a dict, or a plain value.
-    Two runs whose fingerprints are equal may resume each other's checkpoints.
-    """
-    flat: dict[str, Any] = {}
-    for name, value in sections.items():
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            skip = set(getattr(value, "RUN_ONLY", ()))
-            value = _plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                            if f.name not in skip})
-        if isinstance(value, Mapping):
-            flat.update({f"{name}.{k}": v for k, v in value.items()})
-        else:
-            flat[name] = value
-    return _plain(flat)
-
-
-def _plain(obj: Any) -> Any:
-    """Round-trip through JSON (tuples become lists, dataclasses dicts): stored and fresh
-    data compare equal."""
-    return json.loads(json.dumps(obj, default=_as_dict))
-
-
-def _as_dict(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    raise TypeError(f"{type(obj).__name__} is not plain data (JSON)")
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM inside :func:`stop_on_signals`; the training loop polls it."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
-
-
-@contextmanager
-def stop_on_signals(signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopFlag]:
-    """Turn Ctrl-C / SIGTERM into a flag, so the loop can save a checkpoint and return cleanly.
-
-    A second signal of the same kind falls through to the previous handler (a second
-    Ctrl-C still interrupts at once). Outside the main thread (where Python cannot install
-    handlers) the flag simply never gets set.
-    """
-    flag = StopFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag:
-            signal.signal(signum, previous[signum])
-            signal.raise_signal(signum)
-        flag.signal = signum
-
-    for sig in signals:
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

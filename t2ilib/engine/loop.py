@@ -45,14 +45,14 @@ from t2ilib.engine import ddp
 from t2ilib.engine.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointMismatch,
-    check_compatible,
     load_weights,
     read_checkpoint,
-    restore_rng_state,
-    stop_on_signals,
     write_checkpoint,
 )
+from t2ilib.engine.fingerprint import check_compatible
+from t2ilib.engine.rng import restore_rng_state
 from t2ilib.engine.sampling_file import refuse_sampling_only
+from t2ilib.engine.signals import stop_on_signals
 from t2ilib.io import atomic_write, remove_stale_temporaries
 from t2ilib.runtime import machine, progress, step_generator
 from t2ilib.viz import make_grid, read_loss_csv, save_grid

@@ -34,13 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from t2ilib.data.toybirds import ATTRIBUTES
-from t2ilib.engine.checkpoint import (
-    CHECKPOINT_NAME,
-    check_compatible,
-    read_checkpoint,
-    run_fingerprint,
-    run_folder,
-)
+from t2ilib.engine.checkpoint import CHECKPOINT_NAME, read_checkpoint, run_folder
+from t2ilib.engine.fingerprint import check_compatible, run_fingerprint
 from t2ilib.engine.loop import Engine, load_or_train, step_generator
 from t2ilib.io import read_json
 from t2ilib.metrics.toy_oracle import (

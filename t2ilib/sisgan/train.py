@@ -33,7 +33,7 @@ from torch import Tensor
 
 from t2ilib.data.augment import center_crop, random_crop_flip
 from t2ilib.data.trainset import TrainData, load_native_split
-from t2ilib.engine.checkpoint import run_fingerprint
+from t2ilib.engine.fingerprint import run_fingerprint
 from t2ilib.engine.loop import Engine, TrainResult, load_or_train, step_generator
 from t2ilib.runtime import data_root, pick_device
 from t2ilib.sisgan.losses import derangement

@@ -30,7 +30,7 @@ from t2ilib.damsm.pretrain import image_encoder_spec
 from t2ilib.data.augment import random_crop_flip
 from t2ilib.data.trainset import TrainData
 from t2ilib.engine import ddp
-from t2ilib.engine.checkpoint import run_fingerprint
+from t2ilib.engine.fingerprint import run_fingerprint
 from t2ilib.engine.loop import Engine, step_generator
 from t2ilib.runtime import pick_device
 from t2ilib.ssagan.model import Discriminator, Generator
