@@ -121,12 +121,23 @@ def show_images(images: Tensor, captions: Sequence[str] | None = None, ncol: int
 
 
 def read_loss_csv(path: str | os.PathLike[str]) -> dict[str, list[float]]:
-    """Columns of a training loss log: ``{column: [value per row]}`` (all parsed as float)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {k: [float(r[k]) for r in rows] for k in rows[0]}
+    """Columns of a training loss log: ``{column: [value per row]}`` (all parsed as float).
+
+    Read as tolerantly as a resume reads it: a row a kill cut short (missing or unreadable
+    values) or a line that is not UTF-8 is left out, not a traceback."""
+    with open(path, newline="", errors="replace") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        rows = [r for r in reader if header is not None and len(r) == len(header)]
+    columns: dict[str, list[float]] = {k: [] for k in header or []}
+    for row in rows:
+        try:
+            values = [float(v) for v in row]
+        except ValueError:
+            continue
+        for k, v in zip(columns, values):
+            columns[k].append(v)
+    return columns if any(columns.values()) else {}
 
 
 def plot_losses(log: Mapping[str, Sequence[float]] | str | os.PathLike[str],

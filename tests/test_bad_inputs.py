@@ -284,3 +284,37 @@ def test_create_data_draws_toybirds_where_asked(tmp_path, monkeypatch):
     args = argparse.Namespace(dataset="toybirds", data_dir=target, create_data=True)
     assert dataset_root(args) == target and asked == [target]
     assert dataset_root(argparse.Namespace(dataset="toybirds", data_dir=None)) is None  # default
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda p: p.__setitem__("rng", None), "holds no random-generator states ('rng')"),
+    (lambda p: p.__setitem__("counters", {}), "its counters['step'] is missing"),
+    (lambda p: p["counters"].__setitem__("epoch", "1"), "its counters['epoch'] is a str"),
+])
+def test_resuming_a_checkpoint_without_what_a_resume_needs_names_it(edit, expected, runs,
+                                                                    tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    _edited(runs["ssagan"], run / "checkpoint.pt", edit)
+    with pytest.raises(SystemExit) as exit_info:
+        _train(runs, run, "--damsm", str(runs["damsm"]))
+    assert_one_line_error(exit_info, capsys, expected)
+
+
+def test_manipulate_names_a_missing_section_and_skips_a_cut_log_row(runs, tmp_path, capsys):
+    from t2ilib.sisgan.sampling import load_sisgan
+
+    folder = tmp_path / "sisgan"
+    folder.mkdir()
+    shutil.copy(runs["sisgan"].parent / "losses.csv", folder / "losses.csv")
+    with open(folder / "losses.csv", "a") as f:
+        f.write("7,0.5,")  # a row a kill cut short
+    _edited(runs["sisgan"], folder / "checkpoint.pt", lambda p: None)
+    info = load_sisgan(folder / "checkpoint.pt")[3]
+    assert info["log"] and len(set(map(len, info["log"].values()))) == 1  # the cut row is gone
+    _edited(runs["sisgan"], folder / "checkpoint.pt", lambda p: p["meta"].pop("train_config"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["manipulate", "--checkpoint", str(folder / "checkpoint.pt"), "--image",
+              str(runs["bird"]), "--caption", "a red bird", "--out", str(tmp_path / "e.png"),
+              "--device", "cpu"])
+    assert_one_line_error(exit_info, capsys, "its meta['train_config'] is missing")

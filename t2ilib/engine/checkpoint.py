@@ -40,7 +40,7 @@ from t2ilib.text.vocab import Vocabulary
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "write_checkpoint",
            "read_checkpoint", "run_folder", "checkpoint_file", "checkpoint_id", "config_from",
-           "load_weights", "stored_vocabulary"]
+           "load_weights", "stored_vocabulary", "require", "check_resumable"]
 
 #: The one checkpoint format of the course (v1: the trainers' files before the engine).
 FORMAT = "t2ilib.checkpoint.v2"
@@ -96,6 +96,27 @@ def read_checkpoint(path: str | os.PathLike[str], kind: str | tuple[str, ...],
         if not isinstance(payload.get(section), dict):
             raise BadFileError(path, f"its {section!r} section is missing or not a dict", REMAKE)
     return payload
+
+
+def require(payload: Mapping[str, Any], path: str | os.PathLike[str], section: str,
+            key: str, kind: type | tuple[type, ...] = object) -> Any:
+    """``payload[section][key]``, or :class:`~t2ilib.io.BadFileError` naming what is missing
+    (``its meta['train_config'] is missing``) instead of a ``KeyError`` from deep inside."""
+    found = payload.get(section)
+    value = found.get(key) if isinstance(found, Mapping) else None
+    if value is None or not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        what = "is missing" if value is None else f"is a {type(value).__name__}"
+        raise BadFileError(path, f"its {section}[{key!r}] {what}", REMAKE)
+    return value
+
+
+def check_resumable(payload: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """What a resume needs beyond the weights: integer counters and the generators' states."""
+    for key in ("step", "epoch", "step_in_epoch"):
+        require(payload, path, "counters", key, int)
+    if not isinstance(payload.get("rng"), Mapping):
+        raise BadFileError(path, "it holds no random-generator states ('rng'), so a run cannot "
+                           "continue from it exactly", REMAKE)
 
 
 def config_from(cls: type, values: Any, path: str | os.PathLike[str], what: str) -> Any:

@@ -45,6 +45,7 @@ from t2ilib.engine import ddp
 from t2ilib.engine.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointMismatch,
+    check_resumable,
     load_weights,
     read_checkpoint,
     write_checkpoint,
@@ -319,6 +320,7 @@ class Engine:
         path = self.checkpoint_path if path is None else Path(path)
         payload = read_checkpoint(path, kind=self.task.kind, map_location=self.task.device)
         refuse_sampling_only(payload, path)
+        check_resumable(payload, path)
         check_compatible(payload["fingerprint"], self.task.fingerprint(), path=path)
         state = self.task.state()
         missing = sorted(set(state) - set(payload["state"]))

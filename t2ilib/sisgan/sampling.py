@@ -21,6 +21,7 @@ from t2ilib.engine.checkpoint import (
     config_from,
     load_weights,
     read_checkpoint,
+    require,
     stored_vocabulary,
 )
 from t2ilib.io import open_image
@@ -97,9 +98,11 @@ def load_sisgan(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     load_weights(g, state.get("G"), path, "G")
     load_weights(te, state.get("text_encoder"), path, "text encoder")
     log_file = Path(path).parent / "losses.csv"
-    info = {"model_config": model_config, "train_config": meta["train_config"],
-            "data": meta["data"], "epoch": int(payload["counters"]["epoch"]),
-            "step": int(payload["counters"]["step"]),
+    info = {"model_config": model_config,
+            "train_config": require(payload, path, "meta", "train_config", dict),
+            "data": require(payload, path, "meta", "data"),
+            "epoch": require(payload, path, "counters", "epoch", int),
+            "step": require(payload, path, "counters", "step", int),
             "log": read_loss_csv(log_file) if log_file.is_file() else {}, "path": str(path)}
     return (g.to(device).eval(), te.to(device).eval().requires_grad_(False),
             vocab, info)
