@@ -153,13 +153,21 @@ def test_vocabulary_is_first_seen_over_train_then_test(fx, train):
     assert (fx.root / "captions.pickle").is_file()  # written like AttnGAN does
 
 
-def test_too_few_captions_is_an_error(tmp_path):
+def test_a_file_with_too_few_captions_is_used_with_what_it_has(tmp_path):
     fx = make_cub_fixture(tmp_path / "birds", few_captions=True)
-    bad = fx.train_keys[3]
-    with pytest.raises(ValueError, match="8 usable captions, need 10"):
-        read_caption_lines(fx.root / "text" / f"{bad}.txt")
-    with pytest.raises(ValueError, match=bad.split("/")[1]):
-        CUBDataset(fx.root, "train")
+    short = fx.train_keys[3]
+    path = fx.root / "text" / f"{short}.txt"
+    found: list = []
+    lines = read_caption_lines(path, short=found)
+    assert found == [(path, 8)]
+    assert lines[:8] == fx.captions[short][:8] and lines[8:] == lines[:2]  # repeated in order
+    with pytest.warns(UserWarning, match=r"1 caption file\(s\) have fewer than 10 usable "
+                                         rf"captions.*{path.name} \(8\)"):
+        data = CUBDataset(fx.root, "train")
+    assert len(data.captions) == 10 * len(data)
+    path.write_text("\n  \n?!\n")  # nothing usable: refused, naming the file
+    with pytest.raises(ValueError, match="no usable caption"):
+        read_caption_lines(path)
 
 
 def test_fit_caption_pads_short_captions():

@@ -43,6 +43,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from t2ilib.data.augment import cache_size_for, center_crop, random_crop_flip
+from t2ilib.data.caption_files import (
+    CAPTIONS_PER_IMAGE,
+    read_caption_lines,
+    warn_short_captions,
+)
 from t2ilib.data.cub_index import CUB_REMEDY, META_REMEDY, bbox_problem, box_text, read_index
 from t2ilib.io import BadFileError, open_image
 from t2ilib.runtime import step_generator
@@ -57,12 +62,11 @@ from t2ilib.text.vocab import (
 
 __all__ = [
     "CAPTIONS_PER_IMAGE", "WORDS_NUM", "SPLITS", "bbox_crop_box", "square_box",
-    "load_cropped_image", "read_caption_lines", "fit_caption", "collate_sorted",
+    "load_cropped_image", "fit_caption", "collate_sorted",
     "missing_layout", "check_layout", "read_bboxes", "read_split", "load_captions",
     "CaptionedImages", "CUBDataset",
 ]
 
-CAPTIONS_PER_IMAGE = 10
 WORDS_NUM = 18
 SPLITS = ("train", "test")
 
@@ -124,33 +128,6 @@ def load_cropped_image(path: str | os.PathLike[str], bbox: Sequence[float] | Non
 
 
 # ---------------------------------------------------------------------------- captions
-
-def read_caption_lines(path: str | os.PathLike[str],
-                       captions_per_image: int = CAPTIONS_PER_IMAGE) -> list[str]:
-    """The first ``captions_per_image`` captions of a CUB caption file that contain a word.
-
-    Empty lines, whitespace-only lines and lines without any ASCII word token (after
-    AttnGAN's tokenisation) are skipped; lines beyond the first ``captions_per_image`` are
-    ignored. Raises ``BadFileError`` (a ``ValueError``) naming the file when fewer remain or
-    the file is not UTF-8 text, ``FileNotFoundError`` when it is missing.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such caption file: {path}")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise BadFileError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
-                           f"{err.start})", META_REMEDY) from None
-    if "\x00" in text:
-        raise BadFileError(path, "not a text file (it holds NUL bytes)", META_REMEDY)
-    kept = [line.strip() for line in text.split("\n") if tokenize(line)]
-    if len(kept) < captions_per_image:
-        raise BadFileError(path, f"{len(kept)} usable captions, need {captions_per_image}",
-                           META_REMEDY)
-    return kept[:captions_per_image]
-
 
 def fit_caption(ids: Sequence[int], words_num: int = WORDS_NUM,
                 generator: torch.Generator | None = None) -> tuple[Tensor, int]:
@@ -287,11 +264,13 @@ def load_captions(root: str | os.PathLike[str], captions_per_image: int = CAPTIO
     if path.is_file():
         data = read_captions_pickle(path)
     else:
+        short: list[tuple[Path, int]] = []
         tokens = {split: [tokenize(line)
                           for key in keys[split]
                           for line in read_caption_lines(root / "text" / f"{key}.txt",
-                                                         captions_per_image)]
+                                                         captions_per_image, short)]
                   for split in SPLITS}
+        warn_short_captions(short, captions_per_image)
         vocab = Vocabulary.build(tokens["train"] + tokens["test"])
         data = CaptionsPickle(*(list(map(vocab.ids, tokens[s])) for s in SPLITS), vocab)
         if write:

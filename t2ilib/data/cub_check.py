@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from t2ilib.data import cub
+from t2ilib.data.caption_files import CAPTIONS_PER_IMAGE, read_caption_lines
 from t2ilib.data.cub_index import Problem, bbox_problem, box_text, read_index
 from t2ilib.io import BadFileError, open_image
 from t2ilib.runtime import progress
@@ -43,7 +44,7 @@ def check_files(root: str | os.PathLike[str], splits: Sequence[str] | None = Non
     """
     root = Path(root)
     splits = cub.SPLITS if splits is None else tuple(splits)
-    n_captions = cub.CAPTIONS_PER_IMAGE if captions_per_image is None else captions_per_image
+    n_captions = CAPTIONS_PER_IMAGE if captions_per_image is None else captions_per_image
     problems = [Problem(path, f"missing (from {source})")
                 for path, source in cub.missing_layout(root, splits)]
     if problems:
@@ -77,7 +78,7 @@ def check_files(root: str | os.PathLike[str], splits: Sequence[str] | None = Non
                 problems.append(Problem(boxes_txt, f"no box for image id {index[key][0]} ({key})"))
             text = root / "text" / f"{key}.txt"
             try:
-                cub.read_caption_lines(text, n_captions)
+                read_caption_lines(text, n_captions)
             except FileNotFoundError:
                 problems.append(Problem(text, "missing caption file"))
             except BadFileError as err:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from t2ilib.data.cub import read_caption_lines
+from t2ilib.data.caption_files import read_caption_lines
 from t2ilib.data.toybirds import ATTRIBUTES, COLORS, load_groundtruth
 from t2ilib.metrics.toy_oracle import (
     JUDGE_THRESHOLD,
