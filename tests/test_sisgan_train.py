@@ -7,6 +7,7 @@ Tiny models (ngf = ndf = 4, 16-d text) at 64 px on a 12-image ToyBirds set, on t
 from __future__ import annotations
 
 import copy
+import gc
 import warnings
 from dataclasses import fields, replace
 
@@ -483,3 +484,8 @@ def test_the_toybirds_recipe_in_smoke_mode(tmp_path, monkeypatch):
     g, te, vocab, meta = load_sisgan(run.path)
     out = manipulate(g, te, vocab, torch.zeros(2, 3, 64, 64), ["a red bird"])
     assert out.shape == (2, 3, 64, 64)
+    scratch = run.path.parent.parent  # sisgan_smoke_*/run/checkpoint.pt
+    assert scratch.name.startswith("sisgan_smoke_") and scratch.is_dir()
+    del run, g, te, out
+    gc.collect()
+    assert not scratch.exists()  # the temporary folder goes with its engine

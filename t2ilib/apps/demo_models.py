@@ -255,7 +255,7 @@ def load_or_train_sisgan_model(checkpoint: str | os.PathLike[str] | None = None,
         g, text_encoder, vocab = run.generator.eval(), run.text_encoder.eval(), run.vocab
         name = run.path.parent.name if run.path is not None else "no file"  # the run folder
         source = f"notebook 09's SISGAN ({name}, {'trained now' if run.trained else 'loaded'})"
-        path = run.path
+        path = None if smoke else run.path  # a smoke run's folder goes with its engine
     if root is None:
         root = (ensure_toybirds(data_root() / "toybirds_smoke", n_train=48, n_test=16) if smoke
                 else ensure_toybirds(data_root() / "toybirds"))

@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -261,7 +263,8 @@ def toybirds_engine(device: str | torch.device = "auto", smoke: bool = False,
     one-epoch DAMSM in a temporary folder).
 
     Defaults: :data:`~t2ilib.sisgan.recipes.TOYBIRDS` (``smoke``: ``SMOKE``), the run folder
-    :func:`default_run_dir` (smoke: a temporary folder), ToyBirds in ``data_root()``
+    :func:`default_run_dir` (smoke: a temporary folder, removed with the engine), ToyBirds in
+    ``data_root()``
     (``toybirds_smoke``: 48 + 16 birds, the smoke set other notebooks share).
     """
     from t2ilib.damsm.pretrain import load_or_train_toybirds_damsm
@@ -282,8 +285,11 @@ def toybirds_engine(device: str | torch.device = "auto", smoke: bool = False,
                                                sentence_dim=text_encoder.config.hidden_dim))
     if run_dir is None:  # smoke runs keep their tiny models out of data/runs
         run_dir = scratch / "run" if scratch is not None else default_run_dir("toybirds", recipe)
-    return sisgan_engine(recipe, text_encoder, data, device=dev, run_dir=run_dir,
-                         image_encoder=image_encoder)
+    engine = sisgan_engine(recipe, text_encoder, data, device=dev, run_dir=run_dir,
+                           image_encoder=image_encoder)
+    if scratch is not None:  # removed with the engine, or when the interpreter exits
+        weakref.finalize(engine, shutil.rmtree, scratch, ignore_errors=True)
+    return engine
 
 
 @dataclass
