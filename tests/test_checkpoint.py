@@ -221,3 +221,30 @@ def test_resuming_drops_log_rows_a_kill_cut_in_half(tmp_path):
     rows = [line.split(",") for line in (tmp_path / "losses.csv").read_text().splitlines()]
     assert [r[0] for r in rows[1:]] == [str(s) for s in range(1, resumed.step + 1)]
     assert all(len(r) == len(rows[0]) for r in rows)
+
+
+class DivergingTask(LinearTask):
+    """LinearTask whose loss turns NaN from step ``at`` on (as a diverging run's does)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def step(self, x):
+        self.calls += 1
+        loss = super().step(x)
+        return loss * float("nan") if self.calls >= self.at else loss
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
+    from t2ilib.engine.loop import DivergedError
+
+    engine = Engine(DivergingTask(at=5), tmp_path, log_every=1)
+    with pytest.raises(DivergedError, match=r"at step 5 the loss mse is nan .*the last "
+                                            r"checkpoint .* is kept"):
+        engine.fit(progress_bar=False)
+    kept = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert kept["counters"]["step"] == 3  # the end of epoch 0, before the NaN
+    assert all(torch.isfinite(v).all() for v in kept["state"]["model"].values())
+    log = (tmp_path / "losses.csv").read_text().splitlines()
+    assert len(log) == 1 + 4 and "nan" not in log[-1]  # no NaN row is written

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -54,11 +55,15 @@ from t2ilib.engine.fingerprint import check_compatible
 from t2ilib.engine.rng import restore_rng_state
 from t2ilib.engine.sampling_file import refuse_sampling_only
 from t2ilib.engine.signals import stop_on_signals
-from t2ilib.io import atomic_write, remove_stale_temporaries
+from t2ilib.io import BriefError, atomic_write, remove_stale_temporaries
 from t2ilib.runtime import machine, progress, step_generator
 from t2ilib.viz import make_grid, read_loss_csv, save_grid
 
-__all__ = ["Task", "Engine", "TrainResult", "step_generator", "load_or_train"]
+__all__ = ["Task", "Engine", "TrainResult", "DivergedError", "step_generator", "load_or_train"]
+
+
+class DivergedError(BriefError, ValueError):
+    """A loss became NaN or infinite: the engine stops before saving that state."""
 
 
 class Task(Protocol):
@@ -229,9 +234,18 @@ class Engine:
         if self._loss_count == 0:
             return
         means = (self._loss_sum / self._loss_count).tolist()
+        names = self.task.loss_names
+        broken = [(n, v) for n, v in zip(names, means) if not math.isfinite(v)]
+        if broken:  # raised before this state can be saved: the last checkpoint stays
+            kept = (f"the last checkpoint ({self.checkpoint_path}) is kept"
+                    if self.checkpoint_path is not None and self.checkpoint_path.is_file()
+                    else "no checkpoint was written")
+            raise DivergedError(f"training diverged: at step {self.step} the loss "
+                                f"{broken[0][0]} is {broken[0][1]} (mean of the last "
+                                f"{self._loss_count} steps); {kept}. Lower the learning rates or "
+                                "check the data, then resume or retrain")
         self._loss_sum.zero_()
         self._loss_count = 0
-        names = self.task.loss_names
         if not self.dist.is_main:
             return
         bar.set_postfix({n: f"{v:.3f}" for n, v in list(zip(names, means))[:3]}, refresh=False)
