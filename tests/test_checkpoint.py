@@ -95,6 +95,9 @@ class LinearTask:
     def samples(self):
         return None
 
+    def sync(self, dist):
+        pass
+
 
 def test_save_then_load_restores_modules_and_rng(tmp_path):
     engine = Engine(LinearTask(), tmp_path)

@@ -258,6 +258,9 @@ class DAMSMTask:
                          last=k == self.steps_per_epoch - 1)
         return vector
 
+    def sync(self, dist: ddp.DistInfo) -> None:
+        """Nothing to share between processes beyond the averaged gradients."""
+
     def samples(self) -> None:
         return None  # DAMSM draws no pictures
 

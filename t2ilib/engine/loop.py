@@ -67,8 +67,12 @@ class DivergedError(BriefError, ValueError):
 
 
 class Task(Protocol):
-    """What a model brings to the engine. A task may also define ``sync(dist)``, called on
-    every process before grids and checkpoints (e.g. to share batch-norm statistics)."""
+    """What a model brings to the engine: everything the loop calls, and nothing else.
+
+    Under ``torchrun`` the engine also registers, on every optimiser of :meth:`state`, a step
+    pre-hook that averages the gradients over the processes: a task's ``optimizer.step()`` is
+    then a collective operation (every process must call it, in the same order).
+    """
 
     kind: str  # "ssagan", "sisgan", "damsm", "toy_oracle": recorded in the checkpoint
     loss_names: tuple[str, ...]  # the columns of the loss log, in the order of step()'s vector
@@ -96,6 +100,10 @@ class Task(Protocol):
 
     def samples(self) -> tuple[Tensor, int] | None:
         """A grid to save after each epoch: images ``(N, 3, H, W)`` in [-1, 1] and columns."""
+
+    def sync(self, dist: ddp.DistInfo) -> None:
+        """On every process before grids and checkpoints: make the processes agree on what
+        gradients do not average (e.g. batch-norm statistics); a no-op on one process."""
 
 
 @dataclass
@@ -210,9 +218,7 @@ class Engine:
 
     def _end_of_chunk(self, bar: Any, grid: bool) -> None:
         """After an epoch (or a stop): log row, sample grid, checkpoint."""
-        sync = getattr(self.task, "sync", None)
-        if sync is not None:
-            sync(self.dist)
+        self.task.sync(self.dist)
         self._write_log(bar)
         if grid:
             self.write_samples()

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from t2ilib.data.toybirds import ATTRIBUTES
+from t2ilib.engine import ddp
 from t2ilib.engine.checkpoint import CHECKPOINT_NAME, read_checkpoint, run_folder
 from t2ilib.engine.fingerprint import check_compatible, run_fingerprint
 from t2ilib.engine.loop import Engine, load_or_train, step_generator
@@ -188,6 +189,9 @@ class OracleTask:
         losses = torch.stack([loss, attributes, mask]).detach()
         self.losses.append(losses[0])
         return losses
+
+    def sync(self, dist: ddp.DistInfo) -> None:
+        """Nothing to share between processes beyond the averaged gradients."""
 
     def samples(self) -> None:
         return None

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from t2ilib.data.augment import center_crop, random_crop_flip
 from t2ilib.data.trainset import TrainData, load_native_split
+from t2ilib.engine import ddp
 from t2ilib.engine.fingerprint import run_fingerprint
 from t2ilib.engine.loop import Engine, TrainResult, load_or_train, step_generator
 from t2ilib.runtime import data_root, pick_device
@@ -202,6 +203,9 @@ class SISGANTask:
 
     def step(self, batch: SISGANBatch) -> Tensor:
         return train_step(self.nets, self.opts, self.config, batch)
+
+    def sync(self, dist: ddp.DistInfo) -> None:
+        """Nothing to share between processes beyond the averaged gradients."""
 
     def samples(self) -> tuple[Tensor, int]:
         """The grid: row ``k`` is source ``k`` then its edits by each sample caption (eval
