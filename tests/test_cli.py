@@ -147,3 +147,23 @@ def test_ctrl_c_in_any_stage_stops_the_command_with_130_and_the_rerun_resumes(tm
     assert main(command) == 0
     done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (done["status"], done["step"], done["epoch"]) == ("done", 2, 2)
+
+
+def test_a_gan_run_refuses_a_damsm_that_changed_after_it_started(tmp_path, capsys):
+    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
+    run = tmp_path / "run"
+    command = ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
+               "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
+               "--epochs", "1", "--max-steps-per-epoch", "1", "--damsm-epochs", "1",
+               "--device", "cpu"]
+    assert main(command) == 0
+    meta = load_torch(run / "checkpoint.pt")["meta"]
+    assert meta["damsm_source"].startswith("checkpoint damsm@")
+    assert main(command) == 0  # the same DAMSM: loaded
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == (
+        "already trained (loaded)")
+    longer = [*command[:-4], "--damsm-epochs", "2", "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_info:  # the DAMSM trains on, then the GAN refuses
+        main(longer)
+    assert_one_line_error(exit_info, capsys, "was trained from the DAMSM checkpoint damsm@")
+    assert main([*longer, "--retrain"]) == 0

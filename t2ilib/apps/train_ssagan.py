@@ -151,6 +151,24 @@ class _Interrupted(Exception):
         self.stage, self.status = stage, status
 
 
+def _same_damsm(checkpoint: Path, damsm: Path, retrain: bool) -> str:
+    """The DAMSM checkpoint's id (run folder and digest); raises ``CheckpointMismatch`` when the
+    GAN run in ``checkpoint`` started from another DAMSM (e.g. its pretraining went on after
+    the GAN began), which a resume or a load would otherwise mix silently."""
+    from t2ilib.engine.checkpoint import checkpoint_id, read_checkpoint
+    from t2ilib.engine.fingerprint import CheckpointMismatch
+
+    source = checkpoint_id(damsm)
+    if checkpoint.is_file() and not retrain:
+        stored = read_checkpoint(checkpoint, "ssagan")["meta"].get("damsm_source")
+        if stored is not None and stored != source:
+            raise CheckpointMismatch(
+                f"{checkpoint} was trained from the DAMSM {stored}, but the DAMSM is now "
+                f"{source} (did its pretraining go on after the GAN started?); train the GAN "
+                "again with --retrain, or pass the DAMSM it started from with --damsm")
+    return source
+
+
 def train_ssagan(args: argparse.Namespace) -> int:
     import torch
 
@@ -187,6 +205,8 @@ def train_ssagan(args: argparse.Namespace) -> int:
     engine = ssagan_engine(recipe, text_encoder, image_encoder, data, device=device,
                            run_dir=run_dir, dist=info,
                            sample_captions=SAMPLE_CAPTIONS if toy else None)
+    engine.task.damsm_source = _same_damsm(engine.checkpoint_path,
+                                           args.damsm or run_dir / "damsm", args.retrain)
     result = load_or_train(engine, retrain=args.retrain)
     status = {"recipe": recipe.name, "step": result.step, "epoch": result.epoch,
               "checkpoint": str(engine.checkpoint_path)}

@@ -115,6 +115,7 @@ class SSAGANTask:
         self.sample_captions = list(sample_captions)
         self.sample_noise = torch.randn(len(self.sample_captions), mcfg.nz,
                                         generator=step_generator(cfg.seed, -1))
+        self.damsm_source: str | None = None  # the DAMSM checkpoint the run started from
 
     def _build_networks(self, text_encoder: TextEncoder, image_encoder: nn.Module) -> None:
         """G, D (gates set), the encoders on the device, the same on every rank; G's EMA."""
@@ -174,7 +175,8 @@ class SSAGANTask:
                 "train_config": self.config, "text_encoder_config": self.text_encoder.config,
                 "image_encoder_spec": image_encoder_spec(self.image_encoder),
                 "vocab_words": self.data.vocab.words, "data": self.data.describe(),
-                "sample_captions": self.sample_captions}
+                "sample_captions": self.sample_captions,
+                **({"damsm_source": self.damsm_source} if self.damsm_source else {})}
 
     def start_epoch(self, epoch: int) -> None:
         self.G.train()
