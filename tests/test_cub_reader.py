@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from t2ilib.data.augment import center_crop
+from t2ilib.data.caption_files import CaptionNotes
 from t2ilib.data.cub import (
     CUBDataset,
     bbox_crop_box,
@@ -157,9 +158,9 @@ def test_a_file_with_too_few_captions_is_used_with_what_it_has(tmp_path):
     fx = make_cub_fixture(tmp_path / "birds", few_captions=True)
     short = fx.train_keys[3]
     path = fx.root / "text" / f"{short}.txt"
-    found: list = []
-    lines = read_caption_lines(path, short=found)
-    assert found == [(path, 8)]
+    notes = CaptionNotes()
+    lines = read_caption_lines(path, notes=notes)
+    assert notes.short == [(path, 8)]
     assert lines[:8] == fx.captions[short][:8] and lines[8:] == lines[:2]  # repeated in order
     with pytest.warns(UserWarning, match=r"1 caption file\(s\) have fewer than 10 usable "
                                          rf"captions.*{path.name} \(8\)"):
@@ -168,6 +169,16 @@ def test_a_file_with_too_few_captions_is_used_with_what_it_has(tmp_path):
     path.write_text("\n  \n?!\n")  # nothing usable: refused, naming the file
     with pytest.raises(ValueError, match="no usable caption"):
         read_caption_lines(path)
+
+
+def test_non_ascii_letters_the_tokenizer_drops_are_counted_in_one_warning(tmp_path):
+    fx = make_cub_fixture(tmp_path / "birds")
+    notes = CaptionNotes()
+    read_caption_lines(fx.root / "text" / f"{fx.border_key}.txt", notes=notes)  # "café", "naïve"
+    assert notes.non_ascii == [(fx.root / "text" / f"{fx.border_key}.txt", 1)]
+    with pytest.warns(UserWarning, match=r"captions with non-ASCII letters, which the tokenizer "
+                                         r"drops \(as AttnGAN's: 'tête' reads 'tte'\)"):
+        notes.warn(10)
 
 
 def test_fit_caption_pads_short_captions():

@@ -43,11 +43,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from t2ilib.data.augment import cache_size_for, center_crop, random_crop_flip
-from t2ilib.data.caption_files import (
-    CAPTIONS_PER_IMAGE,
-    read_caption_lines,
-    warn_short_captions,
-)
+from t2ilib.data.caption_files import CAPTIONS_PER_IMAGE, CaptionNotes, read_caption_lines
 from t2ilib.data.cub_index import CUB_REMEDY, META_REMEDY, bbox_problem, box_text, read_index
 from t2ilib.io import BadFileError, open_image
 from t2ilib.runtime import step_generator
@@ -264,13 +260,13 @@ def load_captions(root: str | os.PathLike[str], captions_per_image: int = CAPTIO
     if path.is_file():
         data = read_captions_pickle(path)
     else:
-        short: list[tuple[Path, int]] = []
+        notes = CaptionNotes()
         tokens = {split: [tokenize(line)
                           for key in keys[split]
                           for line in read_caption_lines(root / "text" / f"{key}.txt",
-                                                         captions_per_image, short)]
+                                                         captions_per_image, notes)]
                   for split in SPLITS}
-        warn_short_captions(short, captions_per_image)
+        notes.warn(captions_per_image)
         vocab = Vocabulary.build(tokens["train"] + tokens["test"])
         data = CaptionsPickle(*(list(map(vocab.ids, tokens[s])) for s in SPLITS), vocab)
         if write:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from t2ilib.data.caption_files import CAPTIONS_PER_IMAGE, read_caption_lines, warn_short_captions
+from t2ilib.data.caption_files import CAPTIONS_PER_IMAGE, CaptionNotes, read_caption_lines
 from t2ilib.data.cub import SPLITS, WORDS_NUM, CaptionedImages, load_cropped_image
 from t2ilib.text.vocab import Vocabulary, tokenize
 
@@ -258,14 +258,14 @@ class FlowersDataset(CaptionedImages):
         # the vocabulary: every caption of every image, in image-id order
         texts: dict[int, list[str]] = {}
         missing: list[Path] = []
-        short: list[tuple[Path, int]] = []
+        notes = CaptionNotes()
         for image_id in range(1, len(labels) + 1):
             path = caption_file(self.text_root, int(labels[image_id - 1]), image_id)
             if not path.is_file():
                 missing.append(path)
                 continue
-            texts[image_id] = read_caption_lines(path, captions_per_image, short)
-        warn_short_captions(short, captions_per_image)
+            texts[image_id] = read_caption_lines(path, captions_per_image, notes)
+        notes.warn(captions_per_image)
         needed = [p for p in missing if int(p.stem[6:]) in set(self.image_ids)]
         if needed:
             raise FileNotFoundError(f"{len(needed)} caption files of the {split} split are "
