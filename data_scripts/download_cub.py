@@ -35,7 +35,7 @@ from pathlib import Path
 
 from t2ilib.data.archives import ArchiveError, extract
 from t2ilib.data.download import add_download_arguments, explain_failure, fetch
-from t2ilib.data.resources import RESOURCES, DownloadError, Resource
+from t2ilib.data.resources import RESOURCES, DownloadError, Resource, pin_first_use
 from t2ilib.io import one_line_error
 
 #: Paths (relative to ``<root>/birds``) the readers need; ``captions.pickle`` is rebuilt if absent.
@@ -63,17 +63,21 @@ def download_cub(root: str | os.PathLike[str], *, mirror: str | None = None,
     """
     root = Path(root)
     downloads, birds = root / "downloads", root / "birds"
-    got = [fetch(res, folder, mirror=mirror, timeout=timeout, retries=retries, log=log)
-           for res, folder in files_needed(root, segmentations, resources)]
-    meta, cub, *seg = got
+    needed = files_needed(root, segmentations, resources)
+    got = [fetch(res, folder, mirror=mirror, timeout=timeout, retries=retries, log=log,
+                 pin=False) for res, folder in needed]  # trusted only once extracted
+    (meta, cub, *seg), kinds = got, [res for res, _ in needed]
 
     report = extract(meta.path, root, sha256=meta.digests.sha256, log=log)  # unzips to birds/
     if "birds" not in report.top_level:
         raise FileNotFoundError(f"{meta.path.name} was expected to unpack to birds/, but its "
                                 f"top level is {list(report.top_level)} (extracted into {root})")
+    pin_first_use(kinds[0], meta.path, meta.digests, log=log)
     extract(cub.path, birds, sha256=cub.digests.sha256, log=log)  # -> birds/CUB_200_2011/
-    for s in seg:
+    pin_first_use(kinds[1], cub.path, cub.digests, log=log)
+    for res, s in zip(kinds[2:], seg):
         extract(s.path, birds, sha256=s.digests.sha256, log=log)  # -> birds/segmentations/
+        pin_first_use(res, s.path, s.digests, log=log)
 
     missing = [p for p in REQUIRED if not (birds / p).exists()]
     if missing:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from t2ilib.data.archives import ArchiveError, extract
 from t2ilib.data.download import add_download_arguments, explain_failure, fetch
-from t2ilib.data.resources import RESOURCES, DownloadError, Resource
+from t2ilib.data.resources import RESOURCES, DownloadError, Resource, pin_first_use
 from t2ilib.io import one_line_error
 
 
@@ -61,10 +61,16 @@ def download_flowers(root: str | os.PathLike[str], *, mirror: str | None = None,
     from t2ilib.data.flowers import LIST_NAMES, reed_class_split
 
     flowers = Path(root) / "flowers"
-    _, _, images, caps = [fetch(res, folder, mirror=mirror, timeout=timeout, retries=retries,
-                                log=log) for res, folder in files_needed(root, resources)]
+    needed = files_needed(root, resources)
+    got = [fetch(res, folder, mirror=mirror, timeout=timeout, retries=retries, log=log,
+                 pin=False) for res, folder in needed]  # archives: trusted once extracted
+    for (res, _), fetched in zip(needed[:2], got[:2]):  # the two lists are used as they are
+        pin_first_use(res, fetched.path, fetched.digests, log=log)
+    images, caps = got[2:]
     extract(images.path, flowers, sha256=images.digests.sha256, log=log)  # -> flowers/jpg/
+    pin_first_use(needed[2][0], images.path, images.digests, log=log)
     report = extract(caps.path, flowers, sha256=caps.digests.sha256, log=log)
+    pin_first_use(needed[3][0], caps.path, caps.digests, log=log)
 
     if not (flowers / "jpg").is_dir():
         raise FileNotFoundError(f"{images.path.name} did not unpack to {flowers / 'jpg'}")

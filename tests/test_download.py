@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from t2ilib.data.archives import ArchiveError
 from t2ilib.data.download import fetch
 from t2ilib.data.resources import (
     RESOURCES,
@@ -557,3 +558,27 @@ def test_scripts_report_a_damaged_archive_in_one_line(tmp_path, capsys, monkeypa
     assert len(err) == 1 and err[0].startswith(f"{script_name}.py: error: {damaged}: ")
     assert "download it again" in err[0]
     assert not any((tmp_path / "birds").iterdir())  # nothing, not even a temporary folder
+
+
+def test_a_refused_archive_is_never_the_trusted_one(server, tmp_path):
+    """birds.zip publishes no checksum (trust on first use): a copy that does not extract must
+    not be recorded, or the genuine copy fetched next would be refused."""
+    key = "001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111"
+    cub = tgz({"CUB_200_2011/images.txt": f"1 {key}.jpg\n".encode(),
+               "CUB_200_2011/bounding_boxes.txt": b"1 60.0 27.0 325.0 304.0\n",
+               f"CUB_200_2011/images/{key}.jpg": b"\xff\xd8 not really a jpeg"})
+    good = zipped({f"birds/text/{key}.txt": b"a bird\n",
+                   "birds/train/filenames.pickle": b"stand-in",
+                   "birds/test/filenames.pickle": b"stand-in"})
+    server.files.update({"CUB_200_2011.tgz": cub, "birds.zip": good[:len(good) // 2]})  # cut
+    table = {**RESOURCES, "cub": pinned("cub", cub)}
+    script = load_script("download_cub")
+    quiet = {"mirror": server.url, "resources": table, "timeout": TIMEOUT, "log": lambda _: None}
+    with pytest.raises(ArchiveError):
+        script.download_cub(tmp_path, **quiet)
+    assert not (tmp_path / "downloads" / "birds.zip.sha256").exists()
+    (tmp_path / "downloads" / "birds.zip").unlink()  # the user deletes the bad copy, reruns
+    server.files["birds.zip"] = good
+    assert script.download_cub(tmp_path, **quiet) == tmp_path / "birds"
+    assert (tmp_path / "downloads" / "birds.zip.sha256").read_text().split()[0] == \
+        hashlib.sha256(good).hexdigest()

@@ -277,7 +277,7 @@ def _download(url: str, gdrive: bool, part: Path, resource: Resource, timeout: f
 
 def fetch(resource: Resource, folder: str | os.PathLike[str], *, mirror: str | None = None,
           gdrive_base: str = GDRIVE_BASE, timeout: float = 30.0, retries: int = 3,
-          log: Callable[[str], None] = print) -> Fetched:
+          log: Callable[[str], None] = print, pin: bool = True) -> Fetched:
     """Make sure ``<folder>/<resource.filename>`` exists and is verified; download it if not.
 
     ``mirror`` replaces every source by ``<mirror>/<filename>`` (a local copy of the files, or
@@ -285,12 +285,14 @@ def fetch(resource: Resource, folder: str | os.PathLike[str], *, mirror: str | N
     operation, in seconds; ``retries`` bounds consecutive failed resumptions that make no
     progress. Raises :class:`ChecksumError` when an existing file or a finished download does
     not verify, :class:`DownloadError` (with :func:`manual_instructions`) when no source works.
+    ``pin=False`` leaves the trust-on-first-use record to the caller
+    (:func:`~t2ilib.data.resources.pin_first_use`, once the file has been extracted).
     """
     folder = Path(folder)
     final = folder / resource.filename
     if final.exists():
         try:
-            digests = verify_file(resource, final, log=log)
+            digests = verify_file(resource, final, log=log, pin=pin)
         except ChecksumError as err:
             raise ChecksumError(f"{err}\nThe existing file is corrupt or truncated and was left "
                                 f"untouched: delete {final} and run this again.",
@@ -315,7 +317,7 @@ def fetch(resource: Resource, folder: str | os.PathLike[str], *, mirror: str | N
                             + manual_instructions(resource, final), resource)
 
     try:
-        digests = verify_file(resource, part, record=final, log=log)
+        digests = verify_file(resource, part, record=final, log=log, pin=pin)
     except ChecksumError as err:
         part.unlink(missing_ok=True)
         raise ChecksumError(f"{err}\nThe download of {resource.filename} does not verify and was "

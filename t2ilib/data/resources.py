@@ -40,7 +40,7 @@ from t2ilib.runtime import progress
 
 __all__ = [
     "Resource", "Digests", "DownloadError", "ChecksumError", "RESOURCES", "GDRIVE_BASE",
-    "file_digests", "verify_file", "sidecar_path", "manual_instructions",
+    "file_digests", "verify_file", "pin_first_use", "sidecar_path", "manual_instructions",
 ]
 
 #: Where ``gdrive:<id>`` sources are fetched from (tests point this at a local server).
@@ -268,13 +268,15 @@ def _read_sidecar(sidecar: Path) -> str | None:
 
 def verify_file(resource: Resource, path: str | os.PathLike[str], *,
                 record: str | os.PathLike[str] | None = None,
-                log: Callable[[str], None] = print) -> Digests:
+                log: Callable[[str], None] = print, pin: bool = True) -> Digests:
     """Check ``path`` against ``resource``; return its digests or raise :class:`ChecksumError`.
 
     Size first (cheap), then MD5 and SHA-256. For a resource without a published checksum the
     SHA-256 is compared with the sidecar of ``record`` (default: ``path`` itself, see
     :func:`sidecar_path`); when there is no sidecar yet, this copy is trusted and its digest
-    written there (trust on first use), and ``log`` says so.
+    written there (trust on first use), and ``log`` says so; with ``pin=False`` it is not
+    written yet (:func:`pin_first_use` does it once the file has proved usable, e.g. after
+    its extraction), so a file that turns out bad never becomes the trusted one.
     """
     path = Path(path)
     record = Path(record) if record is not None else path
@@ -290,16 +292,28 @@ def verify_file(resource: Resource, path: str | os.PathLike[str], *,
         sidecar = sidecar_path(record)
         recorded = _read_sidecar(sidecar)
         if recorded is None:
-            with atomic_write(sidecar, "w") as f:
-                f.write(f"{digests.sha256}  {record.name}\n")
-            log(f"[download] {resource.filename}: no checksum is published for this file, so this "
-                f"copy is trusted on first use: SHA-256 {digests.sha256} recorded in {sidecar}; "
-                "later copies must match it.")
+            if pin:
+                pin_first_use(resource, record, digests, log=log)
         elif recorded != digests.sha256:
             raise ChecksumError(f"{path}: SHA-256 {digests.sha256}, but the first download "
                                 f"recorded {recorded} in {sidecar} (trust on first use). If the "
                                 f"file really changed upstream and you trust it, delete {sidecar}")
     return digests
+
+
+def pin_first_use(resource: Resource, path: str | os.PathLike[str], digests: Digests, *,
+                  log: Callable[[str], None] = print) -> None:
+    """Record ``digests.sha256`` as the trusted digest of ``path`` (trust on first use) when
+    ``resource`` publishes no checksum and nothing is recorded yet; ``log`` says so."""
+    path = Path(path)
+    sidecar = sidecar_path(path)
+    if resource.pinned or _read_sidecar(sidecar) is not None:
+        return
+    with atomic_write(sidecar, "w") as f:
+        f.write(f"{digests.sha256}  {path.name}\n")
+    log(f"[download] {resource.filename}: no checksum is published for this file, so this "
+        f"copy is trusted on first use: SHA-256 {digests.sha256} recorded in {sidecar}; "
+        "later copies must match it.")
 
 
 def manual_instructions(resource: Resource, dest: str | os.PathLike[str], *,
