@@ -251,3 +251,11 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path
     assert all(torch.isfinite(v).all() for v in kept["state"]["model"].values())
     log = (tmp_path / "losses.csv").read_text().splitlines()
     assert len(log) == 1 + 4 and "nan" not in log[-1]  # no NaN row is written
+
+
+def test_a_folder_where_the_checkpoint_goes_is_refused_before_training(tmp_path):
+    (tmp_path / "checkpoint.pt").mkdir()
+    task = LinearTask()
+    with pytest.raises(IsADirectoryError, match="is a folder, not a checkpoint file"):
+        load_or_train(Engine(task, tmp_path), progress_bar=False)
+    assert not (tmp_path / "losses.csv").exists()  # nothing trained

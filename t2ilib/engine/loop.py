@@ -383,6 +383,9 @@ def load_or_train(engine: Engine, epochs: int | None = None, *, retrain: bool = 
     path = engine.checkpoint_path
     if path is None:
         raise ValueError("load_or_train needs an engine with a run_dir")
+    if path.exists() and not path.is_file():  # found now, not after the whole run
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file: the run cannot "
+                                "save there; move it away or choose another run folder")
     if retrain:
         if engine.dist.is_main:
             path.unlink(missing_ok=True)
