@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from t2ilib.damsm import pretrain as damsm_train
-from t2ilib.damsm.guide import resize_for_encoder
+from t2ilib.damsm.generator_loss import resize_for_encoder
 from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
 from t2ilib.damsm.pretrain import (
     DAMSMTask,

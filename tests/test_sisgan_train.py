@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from t2ilib.damsm.guide import damsm_image_loss
+from t2ilib.damsm.generator_loss import damsm_image_loss
 from t2ilib.data.toybirds import write_toybirds
 from t2ilib.data.trainset import TrainData, load_native_split
 from t2ilib.engine.checkpoint import CheckpointMismatch

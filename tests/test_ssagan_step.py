@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from t2ilib.damsm.guide import damsm_image_loss
+from t2ilib.damsm.generator_loss import damsm_image_loss
 from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
 from t2ilib.data.trainset import TrainData
 from t2ilib.ssagan.losses import mismatched_pairs

@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from t2ilib.damsm.guide import damsm_image_loss
+from t2ilib.damsm.generator_loss import damsm_image_loss
 from t2ilib.sisgan.losses import (
     DLosses,
     GLosses,

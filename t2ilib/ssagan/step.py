@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from t2ilib.damsm.guide import damsm_image_loss
+from t2ilib.damsm.generator_loss import damsm_image_loss
 from t2ilib.ssagan.diversity import mode_seeking_loss
 from t2ilib.ssagan.losses import discriminator_adversarial_loss, generator_hinge_loss, ma_gp
 from t2ilib.ssagan.model import Discriminator
