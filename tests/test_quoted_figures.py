@@ -118,6 +118,15 @@ QUOTES = [
                   r"colours (?P<unnamed>[\d.]+)\) but edits no better \((?P<target>[\d.]+)\)",
           NB["09"], r"^(?P<epochs>40) 5000 (?P<target>[\d.]+) (?P<unnamed>[\d.]+) "),
     Quote(README, r"\| 10 \|.*?\| (?P<wall>\d+) s with", NB["10"], WALL),
+    Quote(README, r"\(the reference model: (?P<caption>[\d.]+) and (?P<seed>[\d.]+)\); the "
+                  r"reference model's (?P<px>\d+) px mask finds the bird \(IoU (?P<iou>[\d.]+) "
+                  r"against a centred disc's (?P<disc>[\d.]+)\)", NB["10"],
+          r"^model 4 px 8 px (?P<px>\d+) px 32 px disc$.*?"
+          r"^reference [\d.]+ [\d.]+ (?P<iou>[\d.]+) [\d.]+ (?P<disc>[\d.]+)$.*?^reference: mean "
+          r"\|change\| when only the caption changes: (?P<caption>[\d.]+); when only the seed "
+          r"changes: (?P<seed>[\d.]+)"),
+    Quote(README, r"toy FID [\d.]+ \(lowest at epoch (?P<epoch>\d+): (?P<fid>[\d.]+)\)", NB["07"],
+          r"^(?P<epoch>35) 5810 [\d.]+ [\d.]+ [\d.]+ [\d.]+ (?P<fid>[\d.]+)$"),
     Quote(README, r"mean pixel change (?P<caption>[\d.]+) when the caption changes, "
                   r"(?P<seed>[\d.]+) when the seed does", NB["10"],
           r"only the caption changes: (?P<caption>[\d.]+); when only the seed changes: "
@@ -158,9 +167,34 @@ QUOTES = [
                     r"bird change of (?P<b40>[\d.]+)\.", NB["09"],
           r"^40 5000 [\d.]+ [\d.]+ [\d.]+ [\d.]+ (?P<b40>[\d.]+)$.*?\(0-255\): \[.*, "
           r"(?P<effect>[\d.]+)\]$"),
-    Quote(NB["10"], r"several times the second \((?P<caption>[\d.]+) against (?P<seed>[\d.]+)\)",
-          NB["10"], r"only the caption changes: (?P<caption>[\d.]+); when only the seed changes: "
-                    r"(?P<seed>[\d.]+)"),
+    Quote(NB["10"], r"for both models: (?P<caption>[\d.]+) against (?P<seed>[\d.]+) for yours, "
+                    r"(?P<rcaption>[\d.]+) against (?P<rseed>[\d.]+) for the reference", NB["10"],
+          r"^yours: mean \|change\| when only the caption changes: (?P<caption>[\d.]+); when only "
+          r"the seed changes: (?P<seed>[\d.]+) .*?^reference: mean \|change\| when only the "
+          r"caption changes: (?P<rcaption>[\d.]+); when only the seed changes: (?P<rseed>[\d.]+)"),
+    Quote(NB["10"], r"its best, (?P<px>\d+) px, scores (?P<iou>[\d.]+) against the disc's "
+                    r"(?P<disc>[\d.]+)\),.*?the reference model's \d+ px mask does find the "
+                    r"bird \((?P<riou>[\d.]+) against (?P<rdisc>[\d.]+)\)", NB["10"],
+          r"^model 4 px 8 px (?P<px>\d+) px 32 px disc$\s"
+          r"^yours [\d.]+ [\d.]+ (?P<iou>[\d.]+) [\d.]+ (?P<disc>[\d.]+)$\s"
+          r"^reference [\d.]+ [\d.]+ (?P<riou>[\d.]+) [\d.]+ (?P<rdisc>[\d.]+)$"),
+    Quote(NB["07"], r"mean (?P<m35>[\d.]+) at epoch 35, (?P<m70>[\d.]+) at epoch 70\), but toy FID "
+                    r"is lowest at epoch 35 \((?P<f35>[\d.]+)\) and rises to (?P<f70>[\d.]+) by "
+                    r"epoch 70", NB["07"],
+          r"^35 5810 [\d.]+ (?P<m35>[\d.]+) [\d.]+ [\d.]+ (?P<f35>[\d.]+)$.*?"
+          r"^70 11620 [\d.]+ (?P<m70>[\d.]+) [\d.]+ [\d.]+ (?P<f70>[\d.]+)$"),
+    Quote(NB["07"], r"asking for a green body gives a green body in (?P<f>\d+) % of the rows, but "
+                    r"the oracle's reading of another part changes in every row \(leak "
+                    r"(?P<l>[\d.]+)\), and white wings change the other parts in (?P<lw>\d+) %",
+          NB["07"], r"^this run body -> green (?P<f>[\d.]+) [\d.]+ (?P<l>[\d.]+)$\s"
+                    r"^this run wing -> white [\d.]+ [\d.]+ (?P<lw>[\d.]+)$",
+          percent=("f", "lw")),
+    Quote(NB["07"], r"a red crown in (?P<c>\d+) %\) and leaks less \((?P<lw>[\d.]+) and "
+                    r"(?P<lc>[\d.]+)\), yet asked for a green body it draws a blue bird on sand in "
+                    r"every row \(followed (?P<fb>[\d.]+)\)", NB["07"],
+          r"^reference body -> green (?P<fb>[\d.]+) [\d.]+ [\d.]+$\s"
+          r"^reference wing -> white [\d.]+ [\d.]+ (?P<lw>[\d.]+)$\s"
+          r"^reference crown -> red (?P<c>[\d.]+) [\d.]+ (?P<lc>[\d.]+)$", percent=("c",)),
     Quote(NB["08"], r"real-vs-real floor of (?P<floor>\d+)\)", NB["08"],
           r"toy FID \(floor: real\) [\d.]+ [\d.]+ (?P<floor>[\d.]+)"),
 ]
