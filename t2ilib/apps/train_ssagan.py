@@ -157,10 +157,13 @@ def _same_damsm(checkpoint: Path, damsm: Path, retrain: bool) -> str:
     the GAN began), which a resume or a load would otherwise mix silently."""
     from t2ilib.engine.checkpoint import checkpoint_id, read_checkpoint
     from t2ilib.engine.fingerprint import CheckpointMismatch
+    from t2ilib.engine.sampling_file import refuse_sampling_only
 
     source = checkpoint_id(damsm)
     if checkpoint.is_file() and not retrain:
-        stored = read_checkpoint(checkpoint, "ssagan")["meta"].get("damsm_source")
+        payload = read_checkpoint(checkpoint, "ssagan")
+        refuse_sampling_only(payload, checkpoint)  # that says more than a DAMSM mismatch
+        stored = payload["meta"].get("damsm_source")
         if stored is not None and stored != source:
             raise CheckpointMismatch(
                 f"{checkpoint} was trained from the DAMSM {stored}, but the DAMSM is now "
