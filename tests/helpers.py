@@ -60,3 +60,16 @@ def tiny_sisgan_run(tmp):
     engine.fit(config.epochs, progress_bar=False)
     Image.fromarray(data.images[0].permute(1, 2, 0).numpy()).save(tmp / "bird.png")
     return engine.checkpoint_path, tmp / "bird.png"
+
+
+def tiny_train(tmp_path, epochs: int = 1, damsm_epochs: int = 1) -> tuple[list[str], object]:
+    """``train ssagan`` on an 8-image ToyBirds set at 32 px, one step per epoch, its DAMSM
+    pretrained into the run folder: ``(argv, run folder)``."""
+    from t2ilib.data.toybirds import write_toybirds
+
+    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
+    run = tmp_path / "run"
+    return ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
+            "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
+            "--epochs", str(epochs), "--max-steps-per-epoch", "1",
+            "--damsm-epochs", str(damsm_epochs), "--device", "cpu"], run

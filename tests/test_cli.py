@@ -14,7 +14,7 @@ from t2ilib.data.toybirds import write_toybirds
 from t2ilib.io import load_torch
 from t2ilib.ssagan.recipes import TOYBIRDS
 
-from .helpers import assert_one_line_error
+from .helpers import assert_one_line_error, tiny_train
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -45,12 +45,7 @@ def test_a_missing_checkpoint_is_an_error_not_a_traceback(tmp_path):
 
 
 def test_train_then_sample_end_to_end(tmp_path, capsys):
-    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
-    run = tmp_path / "run"
-    common = ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
-              "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
-              "--epochs", "1", "--max-steps-per-epoch", "1", "--damsm-epochs", "1",
-              "--device", "cpu"]
+    common, run = tiny_train(tmp_path)
     assert main(common) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["status"] == "done" and first["step"] == 1
@@ -118,12 +113,7 @@ def test_ctrl_c_in_any_stage_stops_the_command_with_130_and_the_rerun_resumes(tm
     from t2ilib.damsm import pretrain
     from t2ilib.engine import loop
 
-    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
-    run = tmp_path / "run"
-    command = ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
-               "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
-               "--epochs", "2", "--max-steps-per-epoch", "1", "--damsm-epochs", "2",
-               "--device", "cpu"]
+    command, run = tiny_train(tmp_path, epochs=2, damsm_epochs=2)
     real_damsm, real_gan = pretrain.load_or_train_damsm, loop.load_or_train
 
     def damsm_stopped(*args, **kwargs):  # as if Ctrl-C came during the pretraining
@@ -150,12 +140,7 @@ def test_ctrl_c_in_any_stage_stops_the_command_with_130_and_the_rerun_resumes(tm
 
 
 def test_a_gan_run_refuses_a_damsm_that_changed_after_it_started(tmp_path, capsys):
-    data = write_toybirds(tmp_path / "toy", n_train=8, n_test=4, size=32, seed=2)
-    run = tmp_path / "run"
-    command = ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
-               "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
-               "--epochs", "1", "--max-steps-per-epoch", "1", "--damsm-epochs", "1",
-               "--device", "cpu"]
+    command, run = tiny_train(tmp_path)
     assert main(command) == 0
     meta = load_torch(run / "checkpoint.pt")["meta"]
     assert meta["damsm_source"].startswith("checkpoint damsm@")

@@ -9,27 +9,21 @@ import pytest
 import torch
 
 from t2ilib.apps.cli import main
-from t2ilib.data.toybirds import write_toybirds
 from t2ilib.engine.checkpoint import CheckpointMismatch
 from t2ilib.engine.sampling_file import export_sampling_file, sampling_only
 from t2ilib.io import file_sha256, load_torch, save_torch
 from t2ilib.sisgan.sampling import load_sisgan, manipulate
 from t2ilib.ssagan.sampling import generate, load_generator
 
-from .helpers import assert_one_line_error, tiny_sisgan_run
+from .helpers import assert_one_line_error, tiny_sisgan_run, tiny_train
 
 
 @pytest.fixture(scope="module")
 def ssagan_run(tmp_path_factory):
     """A one-step SSA-GAN run through the CLI: ``(run folder, the train command)``."""
-    tmp = tmp_path_factory.mktemp("export")
-    data = write_toybirds(tmp / "toy", n_train=8, n_test=4, size=32, seed=2)
-    command = ["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(data),
-               "--run-dir", str(tmp / "run"), "--resolution", "32", "--ngf", "4",
-               "--batch-size", "4", "--epochs", "1", "--max-steps-per-epoch", "1",
-               "--damsm-epochs", "1", "--device", "cpu"]
+    command, run = tiny_train(tmp_path_factory.mktemp("export"))
     assert main(command) == 0
-    return tmp / "run", command
+    return run, command
 
 
 def test_export_keeps_g_and_the_text_encoder_in_float16(ssagan_run, tmp_path, capsys):
