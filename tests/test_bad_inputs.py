@@ -318,3 +318,18 @@ def test_manipulate_names_a_missing_section_and_skips_a_cut_log_row(runs, tmp_pa
               str(runs["bird"]), "--caption", "a red bird", "--out", str(tmp_path / "e.png"),
               "--device", "cpu"])
     assert_one_line_error(exit_info, capsys, "its meta['train_config'] is missing")
+
+
+@pytest.mark.parametrize("kind, section, key", [
+    ("ssagan", "meta", "model_config"), ("ssagan", "meta", "text_encoder_config"),
+    ("ssagan", "counters", "epoch"), ("sisgan", "meta", "data"), ("sisgan", "meta", "vocab_words"),
+])
+def test_every_part_a_checkpoint_kind_needs_is_checked_when_it_is_read(kind, section, key, runs,
+                                                                       tmp_path):
+    from t2ilib.engine.checkpoint import SCHEMA, read_checkpoint
+    from t2ilib.io import BadFileError
+
+    assert (section, key) in SCHEMA[kind]
+    path = _edited(runs[kind], tmp_path / "cut.pt", lambda p: p[section].pop(key))
+    with pytest.raises(BadFileError, match=rf"its {section}\['{key}'\] is missing"):
+        read_checkpoint(path, kind)

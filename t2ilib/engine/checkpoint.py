@@ -40,12 +40,21 @@ from t2ilib.text.vocab import Vocabulary
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "write_checkpoint",
            "read_checkpoint", "run_folder", "checkpoint_file", "checkpoint_id", "config_from",
-           "load_weights", "stored_vocabulary", "require", "check_resumable"]
+           "load_weights", "stored_vocabulary", "require", "check_resumable", "SCHEMA"]
 
 #: The one checkpoint format of the course (v1: the trainers' files before the engine).
 FORMAT = "t2ilib.checkpoint.v2"
 #: The checkpoint's file name inside a run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
+#: What a checkpoint of each kind must hold beyond the four sections, and of which type:
+#: checked by :func:`read_checkpoint` before anything is built, so a file missing a part is one
+#: line naming it, never a ``KeyError`` later.
+_GAN = {("counters", "step"): int, ("counters", "epoch"): int, ("meta", "model_config"): dict,
+        ("meta", "text_encoder_config"): dict, ("meta", "vocab_words"): list}
+SCHEMA: dict[str, dict[tuple[str, str], type]] = {
+    "ssagan": _GAN,
+    "sisgan": {**_GAN, ("meta", "train_config"): dict, ("meta", "data"): object},
+}
 
 
 def write_checkpoint(path: str | os.PathLike[str], *, kind: str, state: Mapping[str, Any],
@@ -95,6 +104,8 @@ def read_checkpoint(path: str | os.PathLike[str], kind: str | tuple[str, ...],
     for section in ("state", "counters", "fingerprint", "meta"):
         if not isinstance(payload.get(section), dict):
             raise BadFileError(path, f"its {section!r} section is missing or not a dict", REMAKE)
+    for (section, key), kind_of_value in SCHEMA.get(payload["kind"], {}).items():
+        require(payload, path, section, key, kind_of_value)
     return payload
 
 
