@@ -55,9 +55,11 @@ notebooks: $(STAMP)
 # outputs cleared; it also records the assignment in classroom/gradebook.db for autograding.
 # Then the students' library: student/t2ilib/ with every exercise body replaced by
 # NotImplementedError, and the files to install it (cd student && make install).
+# ASSIGN=02,07 stubs only those notebooks' exercises (the others keep their answers).
+ASSIGN ?=
 student: $(STAMP)
 	$(VENV)/bin/nbgrader generate_assignment notebooks --force
-	$(PY) -m t2ilib.course.student student
+	$(PY) -m t2ilib.course.student student --assign "$(ASSIGN)"
 	@echo "students' checkout in student/: notebooks/ + t2ilib/ (README: For teachers)"
 
 clean:

@@ -403,6 +403,27 @@ def test_student_copy_keeps_only_the_stored_outputs_its_code_reads(tmp_path: Pat
     assert sorted(p.name for p in stored.iterdir()) == ["07_train_ssagan.pt"]
 
 
+def test_a_class_assigned_some_notebooks_keeps_the_other_answers(tmp_path: Path):
+    """``make student ASSIGN=07``: only 07's exercise is stubbed, so 07's tests (which build
+    networks from notebook 04's and 06's exercises) pass with 07 solved and nothing else."""
+    from t2ilib.course.student import _main, write_student_copy
+
+    stubbed = write_student_copy(tmp_path, assigned=["07"])
+    assert {r.number for r in stubbed} == {"07"}
+    step = (tmp_path / "t2ilib" / "ssagan" / "step.py").read_text()
+    ssacn = (tmp_path / "t2ilib" / "ssagan" / "ssacn.py").read_text()
+    assert 'raise NotImplementedError("exercise 07:nb07_g_step' in step
+    assert "NotImplementedError" not in ssacn and "BEGIN EXERCISE" not in ssacn
+    assert "self.net = nn.Sequential(" in ssacn  # notebook 04's answer, kept
+    with pytest.raises(ValueError, match=r"no exercise in notebook\(s\) \['12'\]"):
+        write_student_copy(tmp_path, assigned=["12"])
+    assert _main([str(tmp_path), "--assign", "2,7"]) == 0  # numbers as a teacher types them
+    library = "\n".join(p.read_text() for p in (tmp_path / "t2ilib").rglob("*.py")
+                        if p.name != "student.py")  # its docstring shows a stub
+    numbers = set(re.findall(r'NotImplementedError\("exercise (\d\d):', library))
+    assert numbers == {"02", "07"}
+
+
 def test_student_library_imports_and_its_stubs_name_the_exercise(student_library: Path):
     """Imported from a working directory outside the repository, as a kernel started in
     ``student/notebooks/`` would (``PYTHONPATH`` comes before the editable install)."""
@@ -472,7 +493,7 @@ def test_make_student_runs_nbgraders_generator():
     recipe = re.search(r"^student:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M)
     assert recipe, "the Makefile has no 'student' target"
     assert "nbgrader " + " ".join(GENERATE) in recipe.group(1)
-    assert "-m t2ilib.course.student student" in recipe.group(1)
+    assert '-m t2ilib.course.student student --assign "$(ASSIGN)"' in recipe.group(1)
 
 
 # ------------------------------------------------------------------------------------------

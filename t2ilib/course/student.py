@@ -18,7 +18,8 @@ installs this library in editable mode, so the student notebooks' ``import t2ili
 it (``PYTHONPATH=student`` does the same in the teacher's environment: ``sys.path`` comes
 before an editable install).
 
-Usage: ``python -m t2ilib.course.student [OUT]`` (``make student`` runs it after nbgrader).
+Usage: ``python -m t2ilib.course.student [OUT] [--assign 02,07]`` (``make student`` runs it
+after nbgrader; ``make student ASSIGN=02,07`` stubs only those notebooks' exercises).
 """
 
 from __future__ import annotations
@@ -82,20 +83,38 @@ def exercise_regions(source: str) -> list[Region]:
     return regions
 
 
-def stub_source(source: str) -> str:
-    """``source`` with every marked region (markers included) replaced by its stub."""
+def stub_source(source: str, assigned: Sequence[str] | None = None) -> str:
+    """``source`` with every marked region (markers included) replaced by its stub; with
+    ``assigned`` (notebook numbers, e.g. ``["07"]``) only those notebooks' regions, the others
+    keep their answer without the markers."""
     lines = source.split("\n")
     for region in reversed(exercise_regions(source)):
-        lines[region.start:region.end + 1] = [region.stub()]
+        if assigned is None or region.number in assigned:
+            lines[region.start:region.end + 1] = [region.stub()]
+        else:
+            lines[region.start:region.end + 1] = lines[region.start + 1:region.end]
     return "\n".join(lines)
 
 
-def write_student_copy(out: str | Path, root: str | Path | None = None) -> list[Region]:
+def write_student_copy(out: str | Path, root: str | Path | None = None,
+                       assigned: Sequence[str] | None = None) -> list[Region]:
     """Write the students' library ``out/t2ilib`` and project files; returns the regions
-    stubbed. ``out/notebooks/reference_outputs`` is removed if present."""
+    stubbed. ``out/notebooks/reference_outputs`` is removed if present.
+
+    ``assigned`` (notebook numbers) stubs only those notebooks' exercises: a class given
+    notebook 07 alone keeps the answers of 04 and 06 in its library, so 07's tests, which build
+    networks from them, pass with 07 solved and nothing else.
+    """
     root, out = Path(root or repo_root()), Path(out)
     if out.resolve() == root.resolve():
         raise ValueError("the students' copy must not overwrite the repository")
+    if assigned is not None:
+        known = {r.number for p in (root / "t2ilib").rglob("*.py")
+                 for r in exercise_regions(p.read_text(encoding="utf-8"))}
+        unknown = sorted(set(assigned) - known)
+        if unknown:
+            raise ValueError(f"no exercise in notebook(s) {unknown}; the exercises are in "
+                             f"notebooks {sorted(known)}")
     library = out / "t2ilib"
     if library.exists():
         shutil.rmtree(library)
@@ -107,8 +126,9 @@ def write_student_copy(out: str | Path, root: str | Path | None = None) -> list[
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".py":
             text = path.read_text(encoding="utf-8")
-            stubbed += exercise_regions(text)
-            target.write_text(stub_source(text), encoding="utf-8")
+            stubbed += [r for r in exercise_regions(text)
+                        if assigned is None or r.number in assigned]
+            target.write_text(stub_source(text, assigned), encoding="utf-8")
         else:
             shutil.copy2(path, target)
     for name in PROJECT_FILES:
@@ -130,10 +150,21 @@ def write_student_copy(out: str | Path, root: str | Path | None = None) -> list[
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    out = Path(args[0]) if args else repo_root() / "student"
-    regions = write_student_copy(out)
-    print(f"{out / 't2ilib'}: {len(regions)} exercise bodies replaced by NotImplementedError")
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m t2ilib.course.student",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=repo_root() / "student")
+    parser.add_argument("--assign", default="", help="notebook numbers whose exercises the "
+                        "class does, e.g. 02,07 (default: all)")
+    args = parser.parse_args(argv)
+    assigned = [n.strip().zfill(2) for n in args.assign.split(",") if n.strip()] or None
+    try:
+        regions = write_student_copy(args.out, assigned=assigned)
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print(f"{args.out / 't2ilib'}: {len(regions)} exercise bodies replaced by "
+          "NotImplementedError" + (f" (notebooks {', '.join(assigned)})" if assigned else ""))
     return 0
 
 
