@@ -18,19 +18,13 @@ import torch
 from PIL import Image
 
 from t2ilib.apps.demo import (
-    CELL,
     CaptionCheck,
-    SISGANDemo,
-    SSAGANDemo,
-    build_demo,
     caption_notes,
     check_caption,
     cut_words,
     generate_with_masks,
-    message_html,
-    plain_text,
-    render_rows,
 )
+from t2ilib.apps.demo_app import SISGANDemo, SSAGANDemo, build_demo
 from t2ilib.apps.demo_models import (
     DemoModel,
     DemoTrainConfig,
@@ -38,6 +32,7 @@ from t2ilib.apps.demo_models import (
     load_or_train_demo_model,
     notebook07_checkpoints,
 )
+from t2ilib.apps.demo_render import CELL, message_html, plain_text, render_rows
 from t2ilib.ssagan.model import Generator, SSAGANConfig
 from t2ilib.text.encoder import TextEncoder, TextEncoderConfig
 from t2ilib.text.vocab import Vocabulary, captions_to_ids

@@ -215,6 +215,29 @@ def _rprecision(encoders: tuple[nn.Module, nn.Module, str], test: CachedCUBDatas
     return _Metric(update, result)
 
 
+def _toy(root: Path, oracle: str | os.PathLike[str] | None, test: CachedCUBDataset,
+         plan: Tensor, config: EvalConfig, device: torch.device) -> ToyScorer:
+    """The ToyBirds oracle metrics: ``oracle`` if given, else the course's (trained once)."""
+    judge_net, report = (oracle_lib.load_oracle(oracle, device)[:2] if oracle is not None
+                         else load_or_train_oracle(root, device=device))
+    return ToyScorer(judge_net, report, root, test, plan, config.toy())
+
+
+def _stream(g: nn.Module, text_encoder: nn.Module, vocab: Any, test: CachedCUBDataset,
+            plan: Tensor, config: EvalConfig, scorers: list[Any]) -> None:
+    """Generate for every ``(image, caption)`` row of ``plan``, batch by batch, and feed each
+    batch (uint8, what a saved PNG would hold) and its masks to every scorer."""
+    gen = torch.Generator().manual_seed(config.seed)
+    for a in progress(range(0, len(plan), config.batch_size), desc="evaluate", leave=False):
+        rows = plan[a:a + config.batch_size]
+        captions = [test.vocab.decode(test.captions_of(i)[j]) for i, j in rows.tolist()]
+        z = torch.randn(len(rows), g.config.nz, generator=gen)
+        images, masks = generate(g, text_encoder, vocab, captions, z)
+        q = as_uint8(images)
+        for scorer in scorers:
+            scorer.update(q, masks)
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathLike[str],
                         config: EvalConfig = EvalConfig(), *, device: str | torch.device = "auto",
                         damsm: str | os.PathLike[str] | None = None,
@@ -223,16 +246,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
                         is_classifier: nn.Module | None = None) -> dict[str, Any]:
     """Generate for the test captions of ``root`` and measure ``config.metrics``.
 
-    Args:
-        checkpoint: an SSA-GAN (or DF-GAN variant) training checkpoint.
-        root: the CUB-format data folder it was trained on (ToyBirds for ``toy``).
-        config: metrics, sample counts, seed.
-        device: where G and the metric networks run.
-        damsm: a held-out DAMSM checkpoint for R-precision (default: the checkpoint's encoders).
-        oracle: a ToyBirds oracle file (default: ``toy_oracle.load_or_train_oracle(root)``,
-            which trains it on first use).
-        fid_extractor, is_classifier: networks replacing the FID Inception / IS classifier
-            (uint8 images in; features / logits out), e.g. tiny ones in tests.
+    ``checkpoint``: an SSA-GAN (or DF-GAN variant) checkpoint; ``root``: the CUB-format data it
+    was trained on (ToyBirds for ``toy``); ``damsm``: a held-out DAMSM for R-precision (default:
+    the checkpoint's encoders); ``oracle``: a ToyBirds oracle file (default: the course's,
+    trained on first use); ``fid_extractor``, ``is_classifier``: networks replacing the FID
+    Inception / IS classifier (uint8 images in), e.g. tiny ones in tests.
 
     Returns:
         ``{"checkpoint", "step", "epoch", "model", "data", "protocol", "seconds"}`` plus one
@@ -267,19 +285,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
                                    device)
         scorers["rprec"] = _rprecision(encoders, test, plan, config, device)
     if "toy" in metrics:
-        judge_net, report = (oracle_lib.load_oracle(oracle, device)[:2] if oracle is not None
-                             else load_or_train_oracle(root, device=device))
-        scorers["toy"] = ToyScorer(judge_net, report, root, test, plan, config.toy())
+        scorers["toy"] = _toy(root, oracle, test, plan, config, device)
 
-    gen = torch.Generator().manual_seed(config.seed)
-    for a in progress(range(0, len(plan), config.batch_size), desc="evaluate", leave=False):
-        rows = plan[a:a + config.batch_size]
-        captions = [test.vocab.decode(test.captions_of(i)[j]) for i, j in rows.tolist()]
-        z = torch.randn(len(rows), g.config.nz, generator=gen)
-        images, masks = generate(g, text_encoder, vocab, captions, z)
-        q = as_uint8(images)  # what a saved PNG would hold
-        for scorer in scorers.values():
-            scorer.update(q, masks)
+    _stream(g, text_encoder, vocab, test, plan, config, list(scorers.values()))
     generated_s = time.perf_counter() - start
 
     report_dict: dict[str, Any] = {
@@ -289,10 +297,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
         "protocol": {"split": "test", "n_samples": len(plan), "n_test_images": len(test),
                      "samples_per_image": config.samples_per_image,
                      "captions_per_image": test.captions_per_image, "resolution": resolution,
-                     "seed": config.seed, "use_ema": config.use_ema,
-                     "metrics": list(metrics)},
-    }
-    report_dict |= {name: scorer.result() for name, scorer in scorers.items()}
+                     "seed": config.seed, "use_ema": config.use_ema, "metrics": list(metrics)},
+        **{name: scorer.result() for name, scorer in scorers.items()}}
     report_dict["seconds"] = {"generate_and_stream": round(generated_s, 2),
                               "total": round(time.perf_counter() - start, 2)}
     return report_dict

@@ -33,6 +33,37 @@ def _without_prefix(message: str, path: Path) -> str:
     return message.removeprefix(f"{path}: ")
 
 
+def _check_image(root: Path, split: str, key: str,
+                 index: dict[str, tuple[str, tuple[float, ...] | None]],
+                 sizes: dict[str, tuple[int, int]], n_captions: int) -> list[Problem]:
+    """What is wrong with one image of ``split``: its JPEG (decoded; its size goes into
+    ``sizes``), its lines in the index, its caption file."""
+    problems = []
+    image = root / "CUB_200_2011" / "images" / f"{key}.jpg"
+    try:
+        sizes[key] = open_image(image).size
+    except FileNotFoundError:
+        problems.append(Problem(image, f"missing (named in {split}/filenames.pickle)"))
+    except BadFileError as err:
+        problems.append(Problem(err.path, err.problem))
+    if key not in index:
+        problems.append(Problem(root / "CUB_200_2011" / "images.txt",
+                                f"does not list {key}.jpg (named in {split}/filenames.pickle)"))
+    elif index[key][1] is None:
+        problems.append(Problem(root / "CUB_200_2011" / "bounding_boxes.txt",
+                                f"no box for image id {index[key][0]} ({key})"))
+    text = root / "text" / f"{key}.txt"
+    try:
+        read_caption_lines(text, n_captions)
+    except FileNotFoundError:
+        problems.append(Problem(text, "missing caption file"))
+    except BadFileError as err:
+        problems.append(Problem(err.path, err.problem))
+    except OSError as err:
+        problems.append(Problem(text, f"cannot be read ({err.strerror or err})"))
+    return problems
+
+
 def check_files(root: str | os.PathLike[str], splits: Sequence[str] | None = None,
                 captions_per_image: int | None = None) -> list[Problem]:
     """Read every file of a CUB + AttnGAN tree; return everything wrong (``[]``: all good).
@@ -49,7 +80,6 @@ def check_files(root: str | os.PathLike[str], splits: Sequence[str] | None = Non
                 for path, source in cub.missing_layout(root, splits)]
     if problems:
         return problems
-    images_txt = root / "CUB_200_2011" / "images.txt"
     boxes_txt = root / "CUB_200_2011" / "bounding_boxes.txt"
     index = read_index(root, problems)
     sizes: dict[str, tuple[int, int]] = {}
@@ -64,27 +94,7 @@ def check_files(root: str | os.PathLike[str], splits: Sequence[str] | None = Non
                 continue
             keys = safe_load_pickle(root / split / "filenames.pickle")  # read_split read it
         for key in progress(keys, desc=f"checking {split}", unit="image"):
-            image = root / "CUB_200_2011" / "images" / f"{key}.jpg"
-            try:
-                sizes[key] = open_image(image).size
-            except FileNotFoundError:
-                problems.append(Problem(image, f"missing (named in {split}/filenames.pickle)"))
-            except BadFileError as err:
-                problems.append(Problem(err.path, err.problem))
-            if key not in index:
-                problems.append(Problem(images_txt, f"does not list {key}.jpg "
-                                        f"(named in {split}/filenames.pickle)"))
-            elif index[key][1] is None:
-                problems.append(Problem(boxes_txt, f"no box for image id {index[key][0]} ({key})"))
-            text = root / "text" / f"{key}.txt"
-            try:
-                read_caption_lines(text, n_captions)
-            except FileNotFoundError:
-                problems.append(Problem(text, "missing caption file"))
-            except BadFileError as err:
-                problems.append(Problem(err.path, err.problem))
-            except OSError as err:
-                problems.append(Problem(text, f"cannot be read ({err.strerror or err})"))
+            problems += _check_image(root, split, key, index, sizes, n_captions)
     for key, (image_id, box) in index.items():  # in file order; with the image size if known
         problem = "" if box is None else bbox_problem(box, *sizes.get(key, (None, None)))
         if problem:
