@@ -1,83 +1,81 @@
 """Reference outputs of notebook 07's exercise: SSA-GAN's generator step.
 
-:func:`run_g_step` is the harness the notebook's tests and :func:`build` share: it builds
-tiny networks from a seed (G and D at 32 px with ``ngf = ndf = 4``, every residual gate at 1 so
-every weight gets a gradient; a small-CNN DAMSM image encoder), takes one G step with **plain SGD
-at learning rate 1** (so the change of each weight *is* the gradient the step used; Adam's first
-step would hide a wrong scale), and returns the two losses and that change: the norm of each
-weight's change, and the change itself of every tensor of at most ``SMALL`` values (gates,
-biases, normalisation weights), which keeps the stored file small. G's stale gradients are set to
-3 before the step: a step that does not start from zeroed gradients shows in the change.
+The harness (:func:`t2ilib.course.g_step_harness.run_g_step`: tiny networks, one SGD step at
+learning rate 1, so each weight's change is its gradient) is shared with the notebook's tests.
+Besides the library's step at a large DAMSM weight (0.7) and at the paper's (0.05), the file
+stores, for each, the norm of each weight's change (one tensor, in the order of the case's
+``update_norm``) under the likely wrong answers of
+``tests/exercise_variants/nb07.json`` (``nb07_g_step_mistakes``): a hidden test whose
+student's step matches one of them says what that mistake is
+(:func:`t2ilib.course.checks.assert_all_close`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import torch
 
-from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
-from t2ilib.ssagan.model import Discriminator, Generator, SSAGANConfig
-from t2ilib.ssagan.recipes import SSAGANTrainConfig
-from t2ilib.ssagan.step import Batch, Nets, g_step
-from t2ilib.ssagan.train import set_gates
+from t2ilib.course.g_step_harness import make_inputs, run_g_step
+from t2ilib.damsm.generator_loss import damsm_image_loss
+from t2ilib.ssagan.losses import generator_hinge_loss
+from t2ilib.ssagan.step import g_step
 
-MODEL = SSAGANConfig(resolution=32, ngf=4, ndf=4, nz=8, sentence_dim=16)
-ENCODER = SmallCNNConfig(embed_dim=16, width=4)
-SMALL = 512  # weight tensors up to this size are stored whole
-
-
-def run_g_step(step: Callable[..., tuple[torch.Tensor, torch.Tensor]],
-               inputs: dict[str, Any]) -> dict[str, Any]:
-    """One call of ``step`` (``g_step``'s signature) on the stored networks and batch.
-
-    Returns ``{"g_adv": (), "g_damsm": (), "update_norm": {name: ()}, "update": {name:
-    tensor}, "d_grads": bool}``: the update is ``before - after`` of each G weight (the
-    gradient, with SGD at lr 1), whole for tensors of at most ``SMALL`` values; ``d_grads``
-    says whether any weight of D received a gradient.
-    """
-    model, encoder = SSAGANConfig(**inputs["model"]), SmallCNNConfig(**inputs["encoder"])
-    torch.manual_seed(inputs["init_seed"])
-    G, D, image_encoder = Generator(model), Discriminator(model), SmallCNNEncoder(encoder)
-    set_gates(G, 1.0)
-    set_gates(D, 1.0)
-    G, D, image_encoder = G.double(), D.double(), image_encoder.double()  # float64: the sums
-    # of a gradient do not depend on the machine's thread count
-    image_encoder.eval().requires_grad_(False)  # the frozen DAMSM of main.py
-    z, words, sentence = (inputs[k].double() for k in ("z", "words", "sentence"))
-    fake, _ = G(z, sentence)  # (B, 3, 32, 32), G in train mode
-    before = {name: p.detach().clone() for name, p in G.named_parameters()}
-    for p in G.parameters():
-        p.grad = torch.full_like(p, 3.0)  # stale gradients: the step must clear them
-    batch = Batch(images=fake.detach(), captions=torch.zeros(0, dtype=torch.long),
-                  lengths=inputs["lengths"], class_ids=inputs["class_ids"], z=z)
-    g_adv, g_damsm = step(Nets(G=G, D=D, text_encoder=None, image_encoder=image_encoder),
-                          torch.optim.SGD(G.parameters(), lr=1.0), fake, words, sentence, batch,
-                          SSAGANTrainConfig(damsm_weight=inputs["damsm_weight"]))
-    update = {name: before[name] - p.detach() for name, p in G.named_parameters()}
-    return {"g_adv": g_adv.detach(), "g_damsm": g_damsm.detach(),
-            "update_norm": {name: u.norm() for name, u in update.items()},
-            "update": {name: u for name, u in update.items() if u.numel() <= SMALL},
-            "d_grads": any(p.grad is not None for p in D.parameters())}
+CASES = (("nb07_g_step", 0.7), ("nb07_g_step_paper_weight", 0.05))
+#: hint -> how the wrong step differs: which input is detached, the two terms' weights, and
+#: whether the stale gradients are cleared
+MISTAKES: dict[str, dict[str, Any]] = {
+    "the adversarial term does not reach G: is `fake` detached before D?":
+        {"detach_d": True},
+    # (a detached input to the image encoder and a loss without the term move G alike)
+    "the DAMSM term does not reach G: is `fake` detached before the image encoder, or is "
+    "cfg.damsm_weight * g_damsm missing from the loss?": {"detach_damsm": True},
+    "the DAMSM term is not weighted: multiply g_damsm by cfg.damsm_weight":
+        {"damsm_weight": 1.0},
+    "the weight is on the wrong term: cfg.damsm_weight multiplies g_damsm, not g_adv":
+        {"swap_weight": True},
+    "the adversarial term has the wrong sign: G minimises -mean D(G(z, s), s)":
+        {"adv_sign": -1.0},
+    "G's stale gradients were kept: call opt_g.zero_grad() before loss.backward()":
+        {"zero_grad": False},
+}
 
 
-def make_inputs(damsm_weight: float) -> dict[str, Any]:
-    """The networks' seed and a batch (4 captions of 6 words with their lengths and classes)."""
-    g = torch.Generator().manual_seed(8)
-    return {"model": asdict(MODEL), "encoder": asdict(ENCODER), "damsm_weight": damsm_weight,
-            "init_seed": 7, "z": torch.randn(4, MODEL.nz, generator=g),
-            "words": torch.randn(4, MODEL.sentence_dim, 6, generator=g),
-            "sentence": torch.randn(4, MODEL.sentence_dim, generator=g),
-            "lengths": torch.tensor([6, 5, 4, 3]), "class_ids": torch.tensor([0, 1, 2, 3])}
+def wrong_g_step(detach_d: bool = False, detach_damsm: bool = False,
+                 damsm_weight: float | None = None, swap_weight: bool = False,
+                 adv_sign: float = 1.0, zero_grad: bool = True) -> Callable[..., Any]:
+    """A G step (``g_step``'s signature) with one of the mistakes of :data:`MISTAKES`."""
+
+    def step(nets, opt_g, fake, words, sentence, batch, cfg):
+        nets.D.requires_grad_(False)
+        to_d = fake.detach() if detach_d else fake
+        g_adv = adv_sign * generator_hinge_loss(nets.D.logits(nets.D.features(to_d), sentence))
+        g_damsm = damsm_image_loss(nets.image_encoder, fake.detach() if detach_damsm else fake,
+                                   words, sentence, batch.lengths, batch.class_ids, cfg.gammas,
+                                   cfg.damsm_image_size)
+        weight = cfg.damsm_weight if damsm_weight is None else damsm_weight
+        loss = weight * g_adv + g_damsm if swap_weight else g_adv + weight * g_damsm
+        if zero_grad:
+            opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        nets.D.requires_grad_(True)
+        return g_adv, g_damsm
+
+    return step
 
 
 def build() -> dict:
-    """The G step at a large DAMSM weight (0.7) and at the paper's (0.05)."""
-    out = {}
-    for name, weight in (("nb07_g_step", 0.7), ("nb07_g_step_paper_weight", 0.05)):
+    """The G step of each case, and the update norms of each mistake in each case."""
+    out: dict[str, Any] = {}
+    mistakes: dict[str, dict[str, torch.Tensor]] = {}
+    for name, weight in CASES:
         inputs = make_inputs(weight)
-        outputs = run_g_step(g_step, inputs)
-        out[name] = {"inputs": inputs, "outputs": outputs}
+        out[name] = {"inputs": inputs, "outputs": run_g_step(g_step, inputs)}
+        names = list(out[name]["outputs"]["update_norm"])
+        mistakes[name] = {hint: torch.stack([run_g_step(wrong_g_step(**how), inputs)
+                                             ["update_norm"][n] for n in names])
+                          for hint, how in MISTAKES.items()}  # one tensor: a small file
+    out["nb07_g_step_mistakes"] = {"inputs": {}, "outputs": mistakes}
     return out
