@@ -95,10 +95,8 @@ def _bad_file(kind: str, runs, tmp_path):
             p["meta"]["vocab_words"] = p["meta"]["vocab_words"][:-3]
         return _edited(runs["ssagan"], path, edit), "the word list was cut or extended"
     if kind == "vocabulary reordered":
-        def edit(p):
-            words = p["meta"]["vocab_words"]
-            words[3], words[4] = words[4], words[3]
-        return _edited(runs["ssagan"], path, edit), "not the one the model was trained with"
+        return (_edited(runs["ssagan"], path, _swap_two_words),
+                "not the one the model was trained with")
     if kind == "NaN weights":
         def edit(p):
             for v in p["state"]["G"].values():
@@ -301,6 +299,27 @@ def test_resuming_a_checkpoint_without_what_a_resume_needs_names_it(edit, expect
     assert_one_line_error(exit_info, capsys, expected)
 
 
+def _swap_two_words(payload):
+    words = payload["meta"]["vocab_words"]
+    words[3], words[4] = words[4], words[3]
+
+
+@pytest.mark.parametrize("epochs", ["1", "2"], ids=["load", "resume"])
+def test_a_run_whose_word_list_was_reordered_is_not_reported_trained(epochs, runs, tmp_path,
+                                                                     capsys):
+    """It was "already trained (loaded)" (or resumed) while ``sample`` refused the same file."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _edited(runs["ssagan"], run / "checkpoint.pt", _swap_two_words)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "ssagan", "--dataset", "toybirds", "--data-dir", str(runs["toy"]),
+              "--run-dir", str(run), "--resolution", "32", "--ngf", "4", "--batch-size", "4",
+              "--epochs", epochs, "--max-steps-per-epoch", "1", "--device", "cpu",
+              "--damsm", str(runs["damsm"])])
+    assert_one_line_error(exit_info, capsys, "the stored vocabulary is not the one the model "
+                                             "was trained with")
+
+
 def test_manipulate_names_a_missing_section_and_skips_a_cut_log_row(runs, tmp_path, capsys):
     from t2ilib.sisgan.sampling import load_sisgan
 
@@ -320,16 +339,89 @@ def test_manipulate_names_a_missing_section_and_skips_a_cut_log_row(runs, tmp_pa
     assert_one_line_error(exit_info, capsys, "its meta['train_config'] is missing")
 
 
-@pytest.mark.parametrize("kind, section, key", [
-    ("ssagan", "meta", "model_config"), ("ssagan", "meta", "text_encoder_config"),
-    ("ssagan", "counters", "epoch"), ("sisgan", "meta", "data"), ("sisgan", "meta", "vocab_words"),
-])
-def test_every_part_a_checkpoint_kind_needs_is_checked_when_it_is_read(kind, section, key, runs,
-                                                                       tmp_path):
-    from t2ilib.engine.checkpoint import SCHEMA, read_checkpoint
+@pytest.fixture(scope="module")
+def every_kind(runs, tmp_path_factory):
+    """One real file of every checkpoint kind: ``{"ssagan", "sisgan", "damsm", "toy_oracle",
+    "sampling-only"}`` (an oracle saved untrained; a sampling-only export of the SSA-GAN)."""
+    from t2ilib.engine.sampling_file import export_sampling_file
+    from t2ilib.metrics.toy_oracle import OracleConfig, OracleReport, ToyOracle, save_oracle
+
+    tmp = tmp_path_factory.mktemp("every_kind")
+    oracle = save_oracle(tmp / "oracle.pt", ToyOracle(OracleConfig(widths=(4, 8, 8, 8), groups=2)),
+                         OracleReport({"body_color": 1.0}, 1.0, 4), {"data": "x"})
+    return {"ssagan": runs["ssagan"], "sisgan": runs["sisgan"], "damsm": runs["damsm"],
+            "toy_oracle": oracle,
+            "sampling-only": export_sampling_file(runs["ssagan"], tmp / "sampling.pt")}
+
+
+def _schema_cases() -> list[tuple[str, str, str, str]]:
+    """``(file, section, key, how)`` for every part of every kind's schema: ``missing`` (a
+    required part), ``malformed`` (a value of another type)."""
+    from t2ilib.engine.checkpoint import SCHEMA
+
+    files = {"ssagan": ["ssagan", "sampling-only"], "sisgan": ["sisgan"], "damsm": ["damsm"],
+             "toy_oracle": ["toy_oracle"]}
+    cases = []
+    for kind, parts in SCHEMA.items():
+        for (section, key), kind_of_value in parts.items():
+            for file in files[kind]:
+                if type(None) not in getattr(kind_of_value, "__args__", ()):
+                    cases.append((file, section, key, "missing"))
+                if kind_of_value is not object:
+                    cases.append((file, section, key, "malformed"))
+    return cases
+
+
+@pytest.mark.parametrize("file, section, key, how", _schema_cases(),
+                         ids=["-".join(c) for c in _schema_cases()])
+def test_every_part_of_every_checkpoint_kind_is_checked_when_it_is_read(file, section, key, how,
+                                                                        every_kind, tmp_path):
+    """engine.checkpoint.SCHEMA is the one place that says what each kind holds: a part
+    missing, or of another type, is a BadFileError naming it before anything is built."""
+    from t2ilib.engine.checkpoint import read_checkpoint
     from t2ilib.io import BadFileError
 
-    assert (section, key) in SCHEMA[kind]
-    path = _edited(runs[kind], tmp_path / "cut.pt", lambda p: p[section].pop(key))
-    with pytest.raises(BadFileError, match=rf"its {section}\['{key}'\] is missing"):
+    def edit(payload):
+        if how == "missing":
+            payload[section].pop(key, None)
+        else:
+            payload[section][key] = 0.5  # a float where a dict, list, str or int belongs
+
+    path = _edited(every_kind[file], tmp_path / "edited.pt", edit)
+    what = "is missing" if how == "missing" else "is a float"
+    kind = load_torch(every_kind[file])["kind"]
+    with pytest.raises(BadFileError, match=rf"its {section}\['{key}'\] {what}"):
         read_checkpoint(path, kind)
+
+
+@pytest.mark.parametrize("file", ["ssagan", "sisgan", "damsm", "toy_oracle", "sampling-only"])
+@pytest.mark.parametrize("section", ["state", "counters", "fingerprint", "meta"])
+def test_a_missing_section_of_any_checkpoint_kind_is_named(file, section, every_kind, tmp_path):
+    from t2ilib.engine.checkpoint import read_checkpoint
+    from t2ilib.io import BadFileError
+
+    path = _edited(every_kind[file], tmp_path / "edited.pt", lambda p: p.pop(section))
+    kind = load_torch(every_kind[file])["kind"]
+    with pytest.raises(BadFileError, match=f"its '{section}' section is missing or not a dict"):
+        read_checkpoint(path, kind)
+
+
+def test_each_kind_s_loader_reports_a_malformed_part_in_one_line(every_kind, tmp_path):
+    """The loaders of each kind go through the schema (they raised a TypeError or
+    CheckpointMismatch from deep inside before, or built nothing to say which part)."""
+    from t2ilib.damsm.checkpoint import load_damsm
+    from t2ilib.io import BadFileError
+    from t2ilib.metrics.toy_oracle import load_oracle
+    from t2ilib.sisgan.sampling import load_sisgan
+    from t2ilib.ssagan.sampling import load_generator
+
+    loaders = [(load_damsm, "damsm", "meta", "image_spec"),
+               (load_oracle, "toy_oracle", "meta", "config"),
+               (load_generator, "sampling-only", "state", "text_encoder"),
+               (load_generator, "ssagan", "meta", "sampling_only"),
+               (load_sisgan, "sisgan", "state", "G")]
+    for loader, file, section, key in loaders:
+        path = _edited(every_kind[file], tmp_path / f"{file}.pt",
+                       lambda p, s=section, k=key: p[s].__setitem__(k, "x"))
+        with pytest.raises(BadFileError, match=rf"its {section}\['{key}'\] is a str"):
+            loader(path)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,21 +41,35 @@ from t2ilib.text.vocab import Vocabulary
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "CheckpointMismatch", "write_checkpoint",
            "read_checkpoint", "run_folder", "checkpoint_file", "checkpoint_id", "config_from",
-           "load_weights", "stored_vocabulary", "require", "check_resumable", "SCHEMA"]
+           "load_weights", "stored_vocabulary", "require", "check_resumable", "SCHEMA",
+           "SECTIONS"]
 
 #: The one checkpoint format of the course (v1: the trainers' files before the engine).
 FORMAT = "t2ilib.checkpoint.v2"
 #: The checkpoint's file name inside a run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
-#: What a checkpoint of each kind must hold beyond the four sections, and of which type:
-#: checked by :func:`read_checkpoint` before anything is built, so a file missing a part is one
-#: line naming it, never a ``KeyError`` later.
-_GAN = {("counters", "step"): int, ("counters", "epoch"): int, ("meta", "model_config"): dict,
-        ("meta", "text_encoder_config"): dict, ("meta", "vocab_words"): list}
-SCHEMA: dict[str, dict[tuple[str, str], type]] = {
-    "ssagan": _GAN,
+#: What a checkpoint of each kind holds in its four sections, and of which type: checked by
+#: :func:`read_checkpoint` before anything is built, so a file missing a part, or holding one of
+#: the wrong type, is one line naming it, never a ``KeyError`` or ``TypeError`` later. A type
+#: ``X | None`` marks a part a file may lack (e.g. the EMA copy of G, an unfinished oracle's
+#: report); when present it must be an ``X``. Sampling-only files
+#: (:mod:`t2ilib.engine.sampling_file`) are ``ssagan``/``sisgan`` files and meet the same schema.
+_GAN = {("state", "G"): dict, ("state", "text_encoder"): dict, ("state", "G_ema"): dict | None,
+        ("counters", "step"): int, ("counters", "epoch"): int, ("meta", "model_config"): dict,
+        ("meta", "text_encoder_config"): dict, ("meta", "vocab_words"): list,
+        ("meta", "sampling_only"): dict | None}
+SCHEMA: dict[str, dict[tuple[str, str], type | types.UnionType]] = {
+    "ssagan": {**_GAN, ("meta", "image_encoder_spec"): dict | None,
+               ("state", "image_encoder"): dict | None, ("meta", "damsm_source"): str | None},
     "sisgan": {**_GAN, ("meta", "train_config"): dict, ("meta", "data"): object},
+    "damsm": {("state", "text_encoder"): dict, ("state", "image_encoder"): dict,
+              ("meta", "text_config"): dict, ("meta", "image_spec"): dict,
+              ("meta", "history"): list | None},
+    "toy_oracle": {("state", "oracle"): dict, ("meta", "config"): dict,
+                   ("meta", "report"): dict | None},
 }
+#: The sections every checkpoint holds as dicts (``rng`` is checked by :func:`check_resumable`).
+SECTIONS = ("state", "counters", "fingerprint", "meta")
 
 
 def write_checkpoint(path: str | os.PathLike[str], *, kind: str, state: Mapping[str, Any],
@@ -85,7 +100,10 @@ def read_checkpoint(path: str | os.PathLike[str], kind: str | tuple[str, ...],
 
     Raises :class:`CheckpointMismatch` for a file of another format (older t2ilib
     versions wrote ``t2ilib.checkpoint.v1`` / ``t2ilib.damsm.v1``: remake those) or of
-    another kind (e.g. a SISGAN checkpoint given where an SSA-GAN one is needed).
+    another kind (e.g. a SISGAN checkpoint given where an SSA-GAN one is needed), or whose
+    stored word list is not the one its model was trained with; and
+    :class:`~t2ilib.io.BadFileError` for a part :data:`SCHEMA` names that is missing or of
+    the wrong type.
     """
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     payload = load_torch(path, map_location=map_location)
@@ -101,20 +119,29 @@ def read_checkpoint(path: str | os.PathLike[str], kind: str | tuple[str, ...],
         raise CheckpointMismatch(f"{path} is a {payload.get('kind')!r} checkpoint, not "
                                  f"{' or '.join(repr(k) for k in kinds)}: pass a checkpoint "
                                  "of the model this command uses")
-    for section in ("state", "counters", "fingerprint", "meta"):
+    for section in SECTIONS:
         if not isinstance(payload.get(section), dict):
             raise BadFileError(path, f"its {section!r} section is missing or not a dict", REMAKE)
-    for (section, key), kind_of_value in SCHEMA.get(payload["kind"], {}).items():
+    schema = SCHEMA.get(payload["kind"], {})
+    for (section, key), kind_of_value in schema.items():
         require(payload, path, section, key, kind_of_value)
+    if ("meta", "vocab_words") in schema:  # a resume or a load never passes an edited list
+        size = payload["meta"]["text_encoder_config"].get("vocab_size")
+        if isinstance(size, int):  # else the text encoder's config is refused when it is built
+            stored_vocabulary(payload, path, size)
     return payload
 
 
 def require(payload: Mapping[str, Any], path: str | os.PathLike[str], section: str,
-            key: str, kind: type | tuple[type, ...] = object) -> Any:
+            key: str, kind: type | types.UnionType | tuple[type, ...] = object) -> Any:
     """``payload[section][key]``, or :class:`~t2ilib.io.BadFileError` naming what is missing
-    (``its meta['train_config'] is missing``) instead of a ``KeyError`` from deep inside."""
+    or of the wrong type (``its meta['train_config'] is missing``) instead of a ``KeyError``
+    from deep inside. A ``kind`` such as ``dict | None`` lets the part be absent (``None``)."""
     found = payload.get(section)
     value = found.get(key) if isinstance(found, Mapping) else None
+    optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
+    if value is None and optional:
+        return None
     if value is None or not isinstance(value, kind) or isinstance(value, bool) and kind is int:
         what = "is missing" if value is None else f"is a {type(value).__name__}"
         raise BadFileError(path, f"its {section}[{key!r}] {what}", REMAKE)

@@ -46,6 +46,7 @@ from t2ilib.engine.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from t2ilib.io import BadFileError
 from t2ilib.runtime import progress
 
 __all__ = [
@@ -353,9 +354,9 @@ def load_oracle(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     file = checkpoint_file(path)
     payload = read_checkpoint(file, KIND)
     meta = payload["meta"]
-    if meta.get("report") is None:
-        raise ValueError(f"{path} holds an unfinished oracle training run (no test report): "
-                         "finish it with load_or_train_oracle")
+    if meta.get("report") is None:  # the schema lets a run in progress lack it
+        raise BadFileError(path, "it holds an unfinished oracle training run (no test report)",
+                           "Finish it with load_or_train_oracle")
     config = dict(meta.get("config") or {})
     config["widths"] = tuple(config.get("widths") or ())
     oracle = ToyOracle(config_from(OracleConfig, config, file, "oracle config"))
