@@ -139,6 +139,38 @@ def test_ctrl_c_in_any_stage_stops_the_command_with_130_and_the_rerun_resumes(tm
     assert (done["status"], done["step"], done["epoch"]) == ("done", 2, 2)
 
 
+def test_ctrl_c_in_evaluate_is_one_line_and_130_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """evaluate's stages (the oracle's training, then generation) stopped by Ctrl-C: one
+    ``t2ilib: interrupted`` line on stderr, exit 130; the oracle's checkpoint is saved."""
+    from t2ilib.apps import evaluate
+    from t2ilib.metrics import toy_oracle_train
+
+    monkeypatch.setenv("T2I_DATA", str(tmp_path / "data"))  # the oracle's checkpoint goes here
+    command, run = tiny_train(tmp_path)
+    assert main(command) == 0
+    capsys.readouterr()
+    real = toy_oracle_train.load_or_train
+    monkeypatch.setattr(toy_oracle_train, "load_or_train",  # as if Ctrl-C came after step 1
+                        lambda engine, epochs, retrain=False: real(engine, epochs,
+                                                                   retrain=retrain, stop_after=1))
+    argv = ["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data-dir",
+            str(tmp_path / "toy"), "--metrics", "toy", "--n-samples", "4", "--device", "cpu"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        "t2ilib: interrupted: oracle training stopped at step 1; its checkpoint ")
+    assert list((tmp_path / "data" / "checkpoints").glob("toy_oracle_*/checkpoint.pt"))
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "_toy", stopped)  # Ctrl-C once the oracle is there
+    assert main(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "t2ilib: interrupted: stopped by Ctrl-C; run the same command again")
+
+
 def test_a_gan_run_refuses_a_damsm_that_changed_after_it_started(tmp_path, capsys):
     command, run = tiny_train(tmp_path)
     assert main(command) == 0

@@ -20,7 +20,9 @@ Commands::
         encoder only, float16 (t2ilib.engine.sampling_file): what sample and manipulate need
 
 Bad arguments and expected failures (missing data, a checkpoint of another configuration)
-end with a one-line ``t2ilib: error: ...`` and exit status 2, not a traceback.
+end with a one-line ``t2ilib: error: ...`` and exit status 2, not a traceback. Ctrl-C ends
+any command with one ``t2ilib: interrupted ...`` line and exit status 130 (the training
+stages save first and say which; a rerun of the same command resumes them).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ilib.apps.options import (
+    INTERRUPTED,
     add_data_options,
     dataset_root,
     positive,
@@ -291,6 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # BadFileError, CheckpointMismatch are ValueErrors
         message = " ".join(str(err).split())  # one line
         parser.exit(2, f"{parser.prog}: error: {message}\n")
+    except KeyboardInterrupt as stop:  # where no stage reports it (evaluate, data loading...)
+        said = " ".join(str(stop).split()) or "stopped by Ctrl-C; run the same command again"
+        print(f"{parser.prog}: interrupted: {said}", file=sys.stderr)
+        return INTERRUPTED
     return 2
 
 
