@@ -1,7 +1,7 @@
 """Run-time helpers every notebook and script shares: seeds, devices, data folder, progress bars.
 
 No global state is kept here: each function reads its inputs (arguments, environment
-variables) and returns a value.
+variables) and returns a value (:func:`scratch_dir` also registers its folder's removal at exit).
 
 Environment variables the course reads:
 
@@ -20,10 +20,13 @@ Environment variables the course reads:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import platform
 import random
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -103,6 +106,15 @@ def data_root() -> Path:
 def checkpoint_root() -> Path:
     """Folder for trained models (DAMSM encoders, the oracle): ``data_root()/checkpoints``."""
     return data_root() / "checkpoints"
+
+
+def scratch_dir(prefix: str = "t2i_scratch_") -> Path:
+    """A new folder in the temporary directory, removed with its contents when the interpreter
+    (a notebook's kernel, a script) exits: where smoke runs keep their tiny models, so that
+    none survives the run."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def _env_flag(name: str, default: bool) -> bool:

@@ -77,11 +77,19 @@ def run_notebook(path: Path, out: Path, params: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_with_smoke_parameters(path: Path, tmp_path: Path):
+def test_notebook_runs_with_smoke_parameters(path: Path, tmp_path: Path, monkeypatch):
+    """The kernel's temporary directory is a folder of this test: whatever the smoke run puts
+    there (its scratch models, its run folders) must be gone when the kernel has exited."""
     assert parameters_cell(path) is not None, f"{path.name}: no code cell tagged 'parameters'"
     params = {**SMOKE_PARAMETERS, **EXTRA_PARAMETERS.get(path.stem, {})}
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))  # inherited by the kernel papermill starts
     unknown = run_notebook(path, tmp_path / path.name, params)
     assert not unknown, f"{path.name}: {unknown} (the parameters cell does not define it)"
+    left = sorted(p.name for p in tmp.iterdir()
+                  if not p.name.startswith("torchinductor_"))  # PyTorch's own compile cache
+    assert left == [], f"{path.name} left {left} in the temporary directory"
 
 
 # --- the harness itself must be able to fail -------------------------------------------------
