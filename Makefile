@@ -5,6 +5,7 @@
 #   make lint       ruff on the library, the tests, the scripts and the notebooks
 #   make notebooks  re-execute the committed notebooks in place, in order, from a clean data folder
 #   make student    the students' checkout: student/notebooks/ (nbgrader) + student/t2ilib/
+#   make grade      autograde classroom/submitted/* (smoke, isolated), feedback, grades CSVs
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +19,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 JOBS ?= 2
 PYTEST_NBVAL := --nbval-lax --nbval-kernel-name python3 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install test demo lab lint notebooks student clean
+.PHONY: install test demo lab lint notebooks student grade clean
 
 install: $(STAMP)
 
@@ -61,6 +62,16 @@ student: $(STAMP)
 	$(VENV)/bin/nbgrader generate_assignment notebooks --force
 	$(PY) -m t2ilib.course.student student --assign "$(ASSIGN)"
 	@echo "students' checkout in student/: notebooks/ + t2ilib/ (README: For teachers)"
+
+# Grade what was collected in classroom/submitted/<student>/notebooks/: nbgrader autograde in
+# smoke mode, each student with a temporary data folder and TMPDIR of its own (removed after;
+# data/ is never read or written), the time per student printed; then the feedback HTML
+# (no hidden-test source, no stored output) and classroom/grades.csv + grades_by_exercise.csv.
+# STUDENTS=ana,ben grades some; FULL=1 runs the notebooks' default settings (minutes a cell).
+STUDENTS ?=
+FULL ?=
+grade: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m t2ilib.course.grade --students "$(STUDENTS)" $(if $(FULL),--full)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -10,21 +10,31 @@ exercises; nbgrader records a score for each one that has test cells.
 Layout (paths relative to the repository root)::
 
     notebooks/                              source: solutions + hidden tests  (git)
-    notebooks/reference_outputs/*.pt        what the hidden tests compare with (git)
+    notebooks/reference_outputs/*.pt        what the hidden tests compare with (git; never copied)
     student/notebooks/                      generated student version         (make student)
     student/t2ilib/                         the library, exercise bodies stubbed (make student)
     classroom/submitted/<student>/notebooks/  what you collect from a student
     classroom/autograded/ ... feedback/     nbgrader's output
     classroom/gradebook.db, grades.csv      the gradebook, nbgrader export's table
+    classroom/grades_by_exercise.csv        one row per student and test cell (make grade)
 
-Autograding copies the source folder's other files (``reference_outputs/``) beside each
-submission, so the hidden tests find the stored outputs; ``make student`` removes them from
-the students' copy. ``student/`` and ``classroom/`` are git-ignored. See "For teachers" in
-README.md.
+The answer key stays here: ``CourseDirectory.ignore`` keeps ``reference_outputs/`` and every
+``*.pt`` out of each folder nbgrader copies (release, submission, autograded, feedback); the
+hidden tests read the stored outputs from ``$T2I_REFERENCE_OUTPUTS``, set below (and by
+``make grade``) to the teacher's ``notebooks/reference_outputs``. The feedback HTML shows each
+test's verdict and message, never the hidden tests' source or a traceback quoting it
+(``t2ilib.course.feedback.HideHiddenTests``). Grade with ``make grade``
+(``t2ilib.course.grade``: each student's run in its own temporary data folder, smoke mode).
+``student/`` and ``classroom/`` are git-ignored. See "For teachers" in README.md.
 """
 
 import os
 import sys
+
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import GetGrades
+
+from t2ilib.course.feedback import HideHiddenTests
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
@@ -48,6 +58,15 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(CLASSROOM, "gradebook.db"
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 os.makedirs(CLASSROOM, exist_ok=True)  # sqlite creates the file, not its folder
 c.ExportPlugin.to = os.path.join(CLASSROOM, "grades.csv")  # nbgrader export
+
+# The answer key never leaves this folder: nbgrader copies no stored output anywhere, the
+# hidden tests find them through T2I_REFERENCE_OUTPUTS (t2ilib.course.checks), and the
+# feedback shows no hidden-test source (nbgrader's own ClearHiddenTests, tracebacks cut).
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
+                            "reference_outputs", "*.pt"]
+os.environ.setdefault("T2I_REFERENCE_OUTPUTS",
+                      os.path.join(ROOT, "notebooks", "reference_outputs"))
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
 
 # Executing a notebook (validate, autograde): a cell may run for up to 10 minutes. Grade in
 # smoke mode (T2I_SMOKE=1, see README) and every cell takes seconds; the default

@@ -185,10 +185,13 @@ def test_each_exercise_is_a_solution_cell_followed_by_a_test_cell(path: Path):
         visible = remove_regions(tests, HIDDEN_BEGIN, HIDDEN_END, None)
         hidden_text = "\n".join(hidden[0])
         assert "assert" in visible, f"{t['grade_id']}: no visible test"
-        stored = rf'torch\.load\(\s*"reference_outputs/{path.stem}\.pt",\s*weights_only=True\)'
-        assert re.search(stored, tests) and "assert" in hidden_text, (
+        stored = rf'stored_outputs\("{path.stem}"\)'  # t2ilib.course.checks: the teacher's
+        assert re.search(stored, hidden_text) and "assert" in hidden_text, (  # folder only
             f"{t['grade_id']}: the hidden tests must compare with the stored outputs: "
-            f'torch.load("reference_outputs/{path.stem}.pt", weights_only=True)')
+            f'stored_outputs("{path.stem}") (from t2ilib.course.checks)')
+        assert "reference_outputs/" not in tests, (
+            f"{t['grade_id']}: read the stored outputs with stored_outputs(), not by path: "
+            "nbgrader copies them nowhere")
 
 
 def _top_level_bindings(tree: ast.Module) -> set[str]:
@@ -387,20 +390,29 @@ def test_student_library_holds_no_answer(student_library: Path):
         assert (student_library / name).is_file(), name
 
 
-def test_student_copy_keeps_only_the_stored_outputs_its_code_reads(tmp_path: Path):
-    """The hidden tests' stored outputs stay with the teacher (the autograder copies them
-    from notebooks/), unless a visible test of the student version reads them."""
-    from t2ilib.course.student import write_student_copy
+def test_student_copy_holds_nothing_of_the_teachers(student_library: Path):
+    """No stored output, no builder of them, no broken-variant checker or grading command,
+    no README section for teachers; the students' Makefile has only targets that work there
+    (each resolves: ``make -n``)."""
+    from t2ilib.course.student import TEACHER_ONLY
 
-    stored = tmp_path / "notebooks" / "reference_outputs"
-    stored.mkdir(parents=True)
-    for stem, kind in (("06_losses", "markdown"), ("07_train_ssagan", "code")):
-        (stored / f"{stem}.pt").write_bytes(b"")
-        cell = {"cell_type": kind, "metadata": {},
-                "source": [f'torch.load("reference_outputs/{stem}.pt")']}
-        (tmp_path / "notebooks" / f"{stem}.ipynb").write_text(json.dumps({"cells": [cell]}))
-    write_student_copy(tmp_path)
-    assert sorted(p.name for p in stored.iterdir()) == ["07_train_ssagan.pt"]
+    assert not (student_library / "notebooks" / "reference_outputs").exists()
+    assert not list(student_library.rglob("*.pt"))
+    for part in TEACHER_ONLY:
+        assert not (student_library / "t2ilib" / part).exists(), part
+    assert "## For teachers" in (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (student_library / "README.md").read_text(encoding="utf-8")
+    assert "## For teachers" not in readme and "## The notebooks" in readme
+    makefile = (student_library / "Makefile").read_text(encoding="utf-8")
+    assert "pytest" not in makefile and "TORCH ?= torch==" in makefile
+    venv = REPO / ".venv"
+    for target in ("install", "lab", "validate", "test", "lint", "clean"):
+        done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=student_library,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (target, done.stderr)
+    done = subprocess.run(["make", "-n", "validate", f"VENV={venv}"], cwd=student_library,
+                          capture_output=True, text=True, timeout=60)
+    assert "T2I_SMOKE=1" in done.stdout and "nbgrader validate" in done.stdout
 
 
 def test_a_class_assigned_some_notebooks_keeps_the_other_answers(tmp_path: Path):

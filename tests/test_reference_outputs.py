@@ -61,7 +61,7 @@ def test_every_stored_file_has_a_builder_and_every_reader_a_file():
     assert not orphans, f"stored files without a builder module: {orphans}"
     for path in NOTEBOOKS:
         text = path.read_text(encoding="utf-8")
-        for stem in set(re.findall(r"reference_outputs/(\w+)\.pt", text)):
+        for stem in set(re.findall(r'stored_outputs\(\\"(\w+)\\"\)', text)):
             assert stem == path.stem, f"{path.name} reads another notebook's file {stem}.pt"
             assert stem in stems, f"{path.name} reads reference_outputs/{stem}.pt: no builder"
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["REFERENCE_ENV", "MISTAKE_RTOL", "stored_outputs", "Mismatch", "mismatches",
+__all__ = ["REFERENCE_ENV", "MISTAKE_RTOL", "stored_outputs", "ValueMismatch", "mismatches",
            "derived_hint", "failure_message", "assert_all_close"]
 
 #: The environment variable naming the teacher's folder of stored outputs.
@@ -53,7 +53,7 @@ def stored_outputs(stem: str) -> dict:
 
 
 @dataclass(frozen=True)
-class Mismatch:
+class ValueMismatch:
     """One parameter outside the tolerance: its relative error (``max |got - want| / max
     |want|``) and values (a number's own, a tensor's largest magnitude), or ``problem`` when
     it cannot be compared (missing, shape, no gradient)."""
@@ -71,13 +71,13 @@ def _as_tensor(value: torch.Tensor | float) -> torch.Tensor:
 
 
 def _compare(name: str, got: torch.Tensor | float | None, want: torch.Tensor | float,
-             rtol: float, atol: float) -> Mismatch | None:
+             rtol: float, atol: float) -> ValueMismatch | None:
     """``None`` when ``got`` is close to ``want`` elementwise (``atol + rtol |want|``)."""
     if got is None:
-        return Mismatch(name, float("inf"), problem="is None (no gradient reached it?)")
+        return ValueMismatch(name, float("inf"), problem="is None (no gradient reached it?)")
     got_t, want_t = _as_tensor(got).detach().double(), _as_tensor(want).detach().double()
     if got_t.shape != want_t.shape:
-        return Mismatch(name, float("inf"), problem=f"has shape {tuple(got_t.shape)}, the "
+        return ValueMismatch(name, float("inf"), problem=f"has shape {tuple(got_t.shape)}, the "
                         f"reference {tuple(want_t.shape)}")
     diff = (got_t - want_t).abs()
     if bool(torch.isfinite(got_t).all()) and bool((diff <= atol + rtol * want_t.abs()).all()):
@@ -86,16 +86,16 @@ def _compare(name: str, got: torch.Tensor | float | None, want: torch.Tensor | f
     error = float(diff.max()) / scale if scale > 0 else float("inf")
     error = error if error == error else float("inf")  # NaN in got
     if want_t.numel() == 1:  # a number: its signed values
-        return Mismatch(name, error, float(got_t.flatten()[0]), float(want_t.flatten()[0]),
+        return ValueMismatch(name, error, float(got_t.flatten()[0]), float(want_t.flatten()[0]),
                         shown="value")
-    return Mismatch(name, error, float(got_t.abs().max()), scale)
+    return ValueMismatch(name, error, float(got_t.abs().max()), scale)
 
 
 def mismatches(got: Mapping[str, torch.Tensor | float | None],
                want: Mapping[str, torch.Tensor | float], rtol: float = 1e-4,
-               atol: float = 1e-6) -> list[Mismatch]:
+               atol: float = 1e-6) -> list[ValueMismatch]:
     """The parameters of ``want`` that ``got`` misses or gets wrong, worst first."""
-    found = [Mismatch(name, float("inf"), problem="is missing") if name not in got else
+    found = [ValueMismatch(name, float("inf"), problem="is missing") if name not in got else
              _compare(name, got[name], value, rtol, atol) for name, value in want.items()]
     return sorted((m for m in found if m is not None), key=lambda m: -m.error)
 
@@ -127,7 +127,7 @@ def derived_hint(got: Mapping[str, torch.Tensor | float | None],
     return ""
 
 
-def failure_message(quantity: str, found: list[Mismatch], total: int, rtol: float,
+def failure_message(quantity: str, found: list[ValueMismatch], total: int, rtol: float,
                     hint: str = "") -> str:
     """One paragraph: the quantity, how many parameters are off, the worst one, the hint."""
     worst = found[0]

@@ -123,7 +123,7 @@ def _exercises(nb) -> list[tuple[str, int, int]]:
 def _first_line(error: Exception) -> str:
     ename = getattr(error, "ename", type(error).__name__)
     evalue = str(getattr(error, "evalue", error)).strip().split("\n")[0]
-    return f"{ename}: {evalue}"[:300]
+    return f"{ename}: {evalue}"[:600]  # room for a hidden test's hint
 
 
 def check_variants_apply(number: str, variants: Sequence[Variant]) -> None:

@@ -8,12 +8,15 @@ notebook, ``nb06_ma_gp`` the nbgrader ``grade_id`` of its solution cell).
 
     raise NotImplementedError("exercise 06:nb06_ma_gp: solve it in notebook 06")
 
-and the files needed to install it (``pyproject.toml``, ``Makefile``, ``environment.yml``,
-``README.md``, ``nbgrader_config.py``, ``data_scripts/``) beside the notebooks that
-``nbgrader generate_assignment`` put in ``student/notebooks/``. The stored reference
-outputs of the hidden tests (``student/notebooks/reference_outputs/``, copied there by
-nbgrader) are removed, but for a notebook whose visible tests read them: they stay with the
-teacher, whose autograder reads them from ``notebooks/``. In ``student/``, ``make install``
+and the files needed to install it (``pyproject.toml``, ``environment.yml``,
+``nbgrader_config.py``, ``data_scripts/``) beside the notebooks that ``nbgrader
+generate_assignment`` put in ``student/notebooks/``. Nothing of the teacher's goes along:
+not the builders of the stored outputs (``t2ilib/course/reference_outputs/``), the
+broken-variant checker or the grading command (:data:`TEACHER_ONLY`), not the README's
+section for teachers, not a stored output (nbgrader copies none: ``CourseDirectory.ignore``;
+a ``notebooks/reference_outputs/`` left by an older nbgrader run is removed). The students'
+``Makefile`` has the targets that work without the teacher's tests: ``install``, ``lab``,
+``validate`` (``test``), ``lint``, ``clean``. In ``student/``, ``make install``
 installs this library in editable mode, so the student notebooks' ``import t2ilib`` finds
 it (``PYTHONPATH=student`` does the same in the teacher's environment: ``sys.path`` comes
 before an editable install).
@@ -24,7 +27,6 @@ after nbgrader; ``make student ASSIGN=02,07`` stubs only those notebooks' exerci
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -35,13 +37,56 @@ from pathlib import Path
 from t2ilib.runtime import repo_root
 
 __all__ = ["BEGIN", "END", "Region", "exercise_regions", "stub_source", "write_student_copy",
-           "PROJECT_FILES"]
+           "PROJECT_FILES", "TEACHER_ONLY", "student_readme", "student_makefile"]
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN EXERCISE (?P<number>\d\d):(?P<grade_id>\w+)\s*$")
 END = re.compile(r"^[ \t]*# END EXERCISE\s*$")
 #: What the students' checkout needs beside ``t2ilib/`` and ``notebooks/`` to be installed.
-PROJECT_FILES = ("pyproject.toml", "Makefile", "environment.yml", "README.md",
-                 "nbgrader_config.py", "data_scripts")
+PROJECT_FILES = ("pyproject.toml", "environment.yml", "nbgrader_config.py", "data_scripts")
+#: Parts of ``t2ilib`` (relative to it) that stay with the teacher: the stored outputs'
+#: builders, the broken-variant checker, the grading command.
+TEACHER_ONLY = ("course/reference_outputs", "course/exercise_check.py", "course/grade.py")
+_TEACHERS = re.compile(r"^## For teachers.*?(?=^## |\Z)", flags=re.M | re.S)
+_STUDENT_MAKEFILE = """\
+# t2i-course, the students' checkout (written by `make student`; see README.md)
+#   make install    .venv with this t2ilib installed (editable) and the course's kernel
+#   make lab        JupyterLab on the notebooks (nbgrader's Validate button included)
+#   make validate   nbgrader validate, smoke mode: the visible tests of every notebook, or
+#                   of one: make validate NB=notebooks/07_train_ssagan.ipynb (also: make test)
+#   make lint       ruff on the library
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= {torch}
+STAMP := $(VENV)/.installed
+NB ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: install lab validate test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+\t@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+\t$(PY) -m pip install --quiet $(TORCH)
+\t$(PY) -m pip install --quiet -e '.[dev]'
+\t$(PY) -m ipykernel install --sys-prefix --name python3 \\
+\t\t--display-name "Python 3 (t2i-course)" >/dev/null
+\t@touch $(STAMP)
+
+lab: $(STAMP)
+\t$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+validate: $(STAMP)
+\tT2I_SMOKE=1 $(VENV)/bin/nbgrader validate $(NB)
+
+test: validate
+
+lint: $(STAMP)
+\t$(VENV)/bin/ruff check t2ilib
+
+clean:
+\trm -rf .ruff_cache
+"""
 
 
 @dataclass(frozen=True)
@@ -96,6 +141,22 @@ def stub_source(source: str, assigned: Sequence[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def student_readme(text: str) -> str:
+    """The README without its section for teachers (``## For teachers...``)."""
+    return _TEACHERS.sub("", text)
+
+
+def student_makefile(teacher_makefile: str) -> str:
+    """The students' Makefile, with the teacher's PyTorch pins (``TORCH ?= ...``)."""
+    pins = re.search(r"^TORCH \?= (.+)$", teacher_makefile, flags=re.M)
+    return _STUDENT_MAKEFILE.format(torch=pins.group(1) if pins else "torch torchvision")
+
+
+def _teacher_only(relative: Path) -> bool:
+    return any(relative.as_posix() == p or relative.as_posix().startswith(p + "/")
+               for p in TEACHER_ONLY)
+
+
 def write_student_copy(out: str | Path, root: str | Path | None = None,
                        assigned: Sequence[str] | None = None) -> list[Region]:
     """Write the students' library ``out/t2ilib`` and project files; returns the regions
@@ -120,7 +181,8 @@ def write_student_copy(out: str | Path, root: str | Path | None = None,
         shutil.rmtree(library)
     stubbed: list[Region] = []
     for path in sorted((root / "t2ilib").rglob("*")):
-        if "__pycache__" in path.parts or path.is_dir():
+        if ("__pycache__" in path.parts or path.is_dir()
+                or _teacher_only(path.relative_to(root / "t2ilib"))):
             continue
         target = library / path.relative_to(root / "t2ilib")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,14 +200,13 @@ def write_student_copy(out: str | Path, root: str | Path | None = None,
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.is_file():
             shutil.copy2(source, target)
-    stored = out / "notebooks" / "reference_outputs"
-    for path in sorted(stored.glob("*.pt")):  # those no code cell of a student version reads
-        notebook = path.parent.parent / f"{path.stem}.ipynb"
-        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"] if (
-            notebook.is_file()) else []
-        code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-        if f"reference_outputs/{path.stem}.pt" not in code:
-            path.unlink()
+    if (root / "README.md").is_file():
+        (out / "README.md").write_text(student_readme(
+            (root / "README.md").read_text(encoding="utf-8")), encoding="utf-8")
+    if (root / "Makefile").is_file():
+        (out / "Makefile").write_text(student_makefile(
+            (root / "Makefile").read_text(encoding="utf-8")), encoding="utf-8")
+    shutil.rmtree(out / "notebooks" / "reference_outputs", ignore_errors=True)
     return stubbed
 
 
