@@ -56,14 +56,31 @@ def test_positions_get_different_affines_unless_every_word_is_the_same():
     randomize_zero_params(layer, seed=4)
     x = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(5))
     cond = _cond(b=1, lengths=(5,))
-    gamma = layer.gamma(torch.cat([word_attention(layer.query(layer.norm(x)), cond.words,
-                                                  cond.word_mask())[0],
-                                   cond.sentence[:, :, None, None].expand(-1, -1, 4, 4)], 1))
+    gamma, _ = layer.affine(layer.norm(x), cond)
     assert gamma.flatten(2).std(-1).mean() > 1e-3  # positions attend to different words
     same = WordCondition(cond.sentence, cond.words[:, :, :1].expand(-1, -1, 5).contiguous(),
                          cond.lengths)
-    context, _ = word_attention(layer.query(layer.norm(x)), same.words, same.word_mask())
-    torch.testing.assert_close(context, same.words[:, :, :1, None].expand(-1, -1, 4, 4))
+    gamma, _ = layer.affine(layer.norm(x), same)
+    torch.testing.assert_close(gamma, gamma[:, :, :1, :1].expand_as(gamma))  # one word: SSACN
+
+
+def test_the_affine_equals_the_docstring_mlp_on_the_attended_context():
+    """The projected-words shortcut computes W2 ReLU(W1 [c_p; s]) exactly."""
+    layer = WordSpatialAffine(4, word_dim=6, hidden_dim=8).eval()
+    randomize_zero_params(layer, seed=8)
+    x = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(9))
+    cond = _cond()
+    normed = layer.norm(x)
+    gamma, beta = layer.affine(normed, cond)
+    keys = layer.key(cond.words.transpose(1, 2)).transpose(1, 2)  # (B, d_k, T)
+    _, attention = word_attention(layer.query(normed), keys, cond.word_mask())  # (B, HW, T)
+    context = (attention @ cond.words.transpose(1, 2)).transpose(1, 2).reshape(2, 6, 3, 5)
+    s = cond.sentence[:, :, None, None].expand(-1, -1, 3, 5)
+    w1 = torch.cat([layer.word_in.weight, layer.sentence_in.weight], dim=1)  # (2h, 2D)
+    first = torch.einsum("ok,bkhw->bohw", w1, torch.cat([context, s], 1))
+    hidden = torch.relu(first + layer.sentence_in.bias[None, :, None, None])
+    torch.testing.assert_close(gamma, layer.gamma_out(hidden[:, :8]))
+    torch.testing.assert_close(beta, layer.beta_out(hidden[:, 8:]))
 
 
 def test_the_word_generator_starts_as_ssa_gan_and_needs_the_words():

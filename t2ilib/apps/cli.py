@@ -170,7 +170,8 @@ def _warn_captions(vocab, captions: Sequence[str]) -> None:
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
-    from t2ilib.ssagan.sampling import generate, load_generator
+    from t2ilib.binding.sampling import load_any_generator
+    from t2ilib.ssagan.sampling import generate
     from t2ilib.viz import save_grid, to_uint8
 
     total = args.n * len(args.caption)
@@ -178,7 +179,7 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"-n {args.n} x {len(args.caption)} caption(s) = {total:,} images; one "
                          f"grid holds at most {MAX_SAMPLES:,} (run sample several times with "
                          "other --seed values for more)")
-    g, text_encoder, vocab, _ = load_generator(args.checkpoint, args.device, not args.no_ema)
+    g, text_encoder, vocab, _ = load_any_generator(args.checkpoint, args.device, not args.no_ema)
     _warn_captions(vocab, args.caption)
     captions = [c for c in args.caption for _ in range(args.n)]
     z = torch.randn(len(captions), g.config.nz,

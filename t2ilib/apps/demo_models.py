@@ -185,7 +185,7 @@ def load_or_train_demo_model(checkpoint: str | os.PathLike[str] | None = None,
       call trained it (``retrain=True`` trains it again). With ``smoke`` it is trained in a
       temporary folder and never kept, so parallel test runs cannot share a half-written one.
     """
-    from t2ilib.ssagan.sampling import load_generator
+    from t2ilib.binding.sampling import load_any_generator
 
     device = pick_device(str(device))
     if checkpoint not in (None, ""):
@@ -201,12 +201,12 @@ def load_or_train_demo_model(checkpoint: str | os.PathLike[str] | None = None,
         if smoke:
             with tempfile.TemporaryDirectory(prefix="t2i_demo_smoke_") as tmp:
                 path, _ = _train_demo_model(train_config, Path(tmp), device, True, progress_bar)
-                g, text_encoder, vocab, _ = load_generator(path, device, use_ema)
+                g, text_encoder, vocab, _ = load_any_generator(path, device, use_ema)
             return DemoModel(g, text_encoder, vocab, None, "tiny smoke SSA-GAN" + source)
         path, trained = _train_demo_model(train_config, train_config.run_dir(), device, retrain,
                                           progress_bar)
         source = f"small demo SSA-GAN, trained {'now' if trained else 'earlier'}" + source
-    g, text_encoder, vocab, _ = load_generator(path, device, use_ema)
+    g, text_encoder, vocab, _ = load_any_generator(path, device, use_ema)
     return DemoModel(g, text_encoder, vocab, path, source)
 
 
@@ -311,10 +311,10 @@ def load_reference_ssagan(device: str | torch.device = "cpu") -> DemoModel:
     """The course's reference SSA-GAN (notebook 07's recipe trained 10x longer), from
     ``models/ssagan_toybirds_reference.pt``, with its masks' measured IoU
     (:func:`reference_entry`)."""
-    from t2ilib.ssagan.sampling import load_generator
+    from t2ilib.binding.sampling import load_any_generator
 
     path = reference_model_file("ssagan")
-    g, text_encoder, vocab, payload = load_generator(path, pick_device(str(device)))
+    g, text_encoder, vocab, payload = load_any_generator(path, pick_device(str(device)))
     source = (f"reference SSA-GAN ({_trained_for(payload['counters'])}; "
               f"models/{path.name})")
     measured = reference_entry("ssagan").get("figures", {}).get("mask_iou", {})

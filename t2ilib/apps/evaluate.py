@@ -58,6 +58,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from t2ilib.binding.sampling import load_any_generator
 from t2ilib.data.augment import center_crop
 from t2ilib.data.cache import CachedCUBDataset
 from t2ilib.engine.checkpoint import CheckpointMismatch, load_weights
@@ -67,7 +68,7 @@ from t2ilib.metrics.rprecision import encode_captions, encode_images, r_precisio
 from t2ilib.metrics.toy_oracle_train import load_or_train_oracle
 from t2ilib.metrics.toy_scorer import ToyScoreConfig, ToyScorer
 from t2ilib.runtime import pick_device, progress
-from t2ilib.ssagan.sampling import generate, load_generator
+from t2ilib.ssagan.sampling import generate
 
 __all__ = ["METRICS", "EvalConfig", "parse_metrics", "sample_plan", "ToyScorer",
            "evaluate_checkpoint"]
@@ -265,7 +266,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
     if "toy" in metrics and not (root / "toybirds.json").is_file():
         raise ValueError(f"the toy metrics need a ToyBirds folder; {root} has no toybirds.json "
                          "(drop 'toy' from the metrics)")
-    g, text_encoder, vocab, payload = load_generator(checkpoint, device, config.use_ema)
+    g, text_encoder, vocab, payload = load_any_generator(checkpoint, device, config.use_ema)
     resolution = g.config.resolution
     test = CachedCUBDataset(root, "test", image_size=resolution)
     if vocab.fingerprint() != test.vocab.fingerprint():

@@ -34,7 +34,7 @@ from t2ilib.apps.options import (
 from t2ilib.ssagan.model import RESOLUTIONS
 from t2ilib.ssagan.recipes import RECIPES
 
-__all__ = ["add_parser", "recipe_from", "train_ssagan"]
+__all__ = ["add_parser", "recipe_from", "binding_from", "train_ssagan"]
 
 
 def add_parser(models: Any) -> None:
@@ -70,7 +70,27 @@ def add_parser(models: Any) -> None:
                      help="weight of MSGAN's diversity term in G's loss (0: off)")
     ssa.add_argument("--compile", action="store_true",
                      help="torch.compile G and the DAMSM image encoder")
+    words = ssa.add_argument_group("word-level parts (notebook 11, t2ilib.binding)")
+    words.add_argument("--word-generator", action="store_true",
+                       help="word-attended SSACN affines in G")
+    words.add_argument("--word-discriminator", action="store_true",
+                       help="a word-level head in D (one local discriminator per word)")
+    words.add_argument("--swap-weight", type=finite, default=0.0,
+                       help="weight of the colour-swapped captions as D's negatives (0: off)")
+    words.add_argument("--word-d-weight", type=finite, default=1.0,
+                       help="weight of D's word-level head in D's and G's losses")
     add_run_options(ssa, "gate_init_g=0")
+
+
+def binding_from(args: argparse.Namespace) -> Any:
+    """The run's :class:`~t2ilib.binding.step.BindingConfig`, or None for plain SSA-GAN."""
+    if not (args.word_generator or args.word_discriminator or args.swap_weight > 0):
+        return None
+    from t2ilib.binding.step import BindingConfig
+
+    return BindingConfig(word_generator=args.word_generator,
+                         word_discriminator=args.word_discriminator,
+                         swap_weight=args.swap_weight, word_d_weight=args.word_d_weight)
 
 
 #: Options of ``train ssagan`` that override the recipe field of the same name.
@@ -205,9 +225,17 @@ def train_ssagan(args: argparse.Namespace) -> int:
     recipe = recipe.with_(sentence_dim=text_encoder.config.hidden_dim,
                           damsm_image_size=(damsm_size if small_cnn and damsm_size != resolution
                                             else None))
-    engine = ssagan_engine(recipe, text_encoder, image_encoder, data, device=device,
-                           run_dir=run_dir, dist=info,
-                           sample_captions=SAMPLE_CAPTIONS if toy else None)
+    binding = binding_from(args)
+    if binding is None:
+        engine = ssagan_engine(recipe, text_encoder, image_encoder, data, device=device,
+                               run_dir=run_dir, dist=info,
+                               sample_captions=SAMPLE_CAPTIONS if toy else None)
+    else:
+        from t2ilib.binding.train import binding_engine
+
+        engine = binding_engine(recipe, binding, text_encoder, image_encoder, data,
+                                device=device, run_dir=run_dir, dist=info,
+                                sample_captions=SAMPLE_CAPTIONS if toy else None)
     engine.task.damsm_source = _same_damsm(engine.checkpoint_path,
                                            args.damsm or run_dir / "damsm", args.retrain)
     result = load_or_train(engine, retrain=args.retrain)

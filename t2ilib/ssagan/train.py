@@ -119,10 +119,10 @@ class SSAGANTask:
 
     def _build_networks(self, text_encoder: TextEncoder, image_encoder: nn.Module) -> None:
         """G, D (gates set), the encoders on the device, the same on every rank; G's EMA."""
-        cfg, mcfg, dist = self.config, self.model_config, self.dist
+        cfg, dist = self.config, self.dist
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.G = ddp.convert_sync_batchnorm(Generator(mcfg), dist, self.device)
-        self.D = Discriminator(mcfg)
+        self.G = ddp.convert_sync_batchnorm(self.new_generator(), dist, self.device)
+        self.D = self.new_discriminator()
         set_gates(self.G, cfg.gate_init_g)
         set_gates(self.D, cfg.gate_init_d)
         self.G.to(self.device, memory_format=self.memory_format)
@@ -134,6 +134,14 @@ class SSAGANTask:
         torch.manual_seed(cfg.seed + 1 + dist.rank)  # dropout etc.: per rank
         self.G_ema = (copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0
                       else None)
+
+    def new_generator(self) -> nn.Module:
+        """A freshly initialised G (the word-level variants of notebook 11 build their own)."""
+        return Generator(self.model_config)
+
+    def new_discriminator(self) -> Discriminator:
+        """A freshly initialised D."""
+        return Discriminator(self.model_config)
 
     def _build_optimizers(self) -> Optimizers:
         """Adam for G and D; with ``finetune_text_encoder`` one for the encoders too (the text

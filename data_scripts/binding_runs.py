@@ -1,0 +1,134 @@
+"""Notebook 11's runs: SSA-GAN and its word-level variants at notebook 07's budget, several seeds.
+
+Each run is one ``train ssagan`` command (the ``TOYBIRDS`` recipe, 7 epochs = 1,162 steps,
+notebook 02's DAMSM, the seed given) with the variant's options, judged by the ToyBirds oracle
+on 1,000 test captions (``evaluate --metrics toy``: alignment, binding, toy FID)::
+
+    python -m t2ilib train ssagan --recipe toybirds --damsm DAMSM --seed 101 \\
+        --run-dir $T2I_DATA/runs/binding/swap_s101 --swap-weight 1
+    python -m t2ilib evaluate --metrics toy --n-samples 1000 \\
+        --checkpoint $T2I_DATA/runs/binding/swap_s101/checkpoint.pt --out ...swap_s101.eval.json
+
+This script runs every (variant, seed) not yet judged, then writes the table of medians and
+ranges to ``docs/figures/binding_runs.json`` (notebook 11 and ``docs/binding_experiments.md``
+read it)::
+
+    python data_scripts/binding_runs.py                                   # every variant, 3 seeds
+    python data_scripts/binding_runs.py --variants baseline,swap --seeds 100 --threads 1
+
+A run that is done is read, not trained again; Ctrl-C stops after saving (run it again to go on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2ilib.apps import cli
+from t2ilib.damsm.pretrain import load_or_train_toybirds_damsm
+from t2ilib.data.toybirds import ensure_toybirds
+from t2ilib.engine.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from t2ilib.io import atomic_write, one_line_error, read_json
+from t2ilib.runtime import data_root, repo_root
+
+RESULTS = Path("docs/figures/binding_runs.json")
+
+#: The variants: ``train ssagan`` options on top of the TOYBIRDS recipe.
+VARIANTS = {
+    "baseline": [],
+    "wordG": ["--word-generator"],
+    "wordD": ["--word-discriminator"],
+    "swap": ["--swap-weight", "1"],
+    "wordD+swap": ["--word-discriminator", "--swap-weight", "1"],
+    "wordG+swap": ["--word-generator", "--swap-weight", "1"],
+    "all": ["--word-generator", "--word-discriminator", "--swap-weight", "1"],
+}
+PARTS = ("body_color", "wing_color", "crown_color")
+
+
+def run_one(variant: str, seed: int, damsm: Path, out: Path) -> dict[str, Any]:
+    """Train (or resume) and judge one run; returns its figures (also written to ``out``)."""
+    run_dir = out.with_suffix("")
+    start = time.perf_counter()
+    code = cli.main(["train", "ssagan", "--recipe", "toybirds", "--dataset", "toybirds",
+                     "--damsm", str(damsm), "--run-dir", str(run_dir), "--seed", str(seed),
+                     *VARIANTS[variant]])
+    seconds = time.perf_counter() - start
+    payload = read_checkpoint(run_dir / CHECKPOINT_NAME, "ssagan")
+    if code != 0 or payload["counters"]["epoch"] < 7:
+        raise SystemExit(f"{variant} seed {seed} stopped (exit {code}); run again to resume")
+    eval_file = out.with_suffix(".eval.json")
+    if cli.main(["evaluate", "--metrics", "toy", "--n-samples", "1000", "--checkpoint",
+                 str(run_dir / CHECKPOINT_NAME), "--out", str(eval_file)]) != 0:
+        raise SystemExit(f"judging {variant} seed {seed} failed")
+    toy = read_json(eval_file)["toy"]
+    gen, bind = toy["alignment"]["generated"], toy["binding"]["generated"]
+    figures = {"variant": variant, "seed": seed, "step": payload["counters"]["step"],
+               "train_seconds": payload["counters"].get("train_seconds", seconds),
+               "wall_seconds_this_call": seconds, "threads": torch.get_num_threads(),
+               "load_average": os.getloadavg()[0],
+               **{p: gen[p]["accuracy"] for p in PARTS}, "mean": gen["mean"],
+               "own": bind["mean"]["own"], "leak": bind["mean"]["leak"],
+               **{f"{p}_leak": bind[p]["leak"] for p in PARTS},
+               "toy_fid": toy["toy_fid"]["generated"]}
+    with atomic_write(out, "w") as f:
+        json.dump(figures, f, indent=1)
+    return figures
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant and figure: median, min and max over its seeds."""
+    keys = (*PARTS, "mean", "own", "leak", "toy_fid", "train_seconds")
+    table: dict[str, dict[str, Any]] = {}
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        rows = [r for r in runs if r["variant"] == variant]
+        table[variant] = {"seeds": [r["seed"] for r in rows]} | {
+            k: {"median": statistics.median(r[k] for r in rows),
+                "min": min(r[k] for r in rows), "max": max(r[k] for r in rows)} for k in keys}
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--seeds", default="100,101,102")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        damsm = load_or_train_toybirds_damsm(ensure_toybirds())[2].path
+        folder = data_root() / "runs" / "binding"
+        runs = []
+        for variant in variants:
+            for seed in (int(s) for s in args.seeds.split(",")):
+                out = folder / f"{variant}_s{seed}.json"
+                runs.append(read_json(out) if out.is_file() else
+                            run_one(variant, seed, damsm, out))
+                print(json.dumps({k: runs[-1][k] for k in ("variant", "seed", *PARTS, "own",
+                                                             "leak")}))
+    except (ValueError, OSError) as err:
+        return one_line_error("binding_runs.py", err)
+    command = " ".join(["python data_scripts/binding_runs.py",
+                        *(sys.argv[1:] if argv is None else argv)])
+    (repo_root() / RESULTS).write_text(json.dumps(
+        {"command": command, "summary": summary(runs), "runs": runs}, indent=1) + "\n")
+    print("wrote", RESULTS)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
