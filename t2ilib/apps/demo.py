@@ -33,6 +33,7 @@ from torch import Tensor
 from t2ilib.apps.demo_models import DemoModel
 from t2ilib.apps.demo_render import CELL, render_rows
 from t2ilib.data.cub import WORDS_NUM
+from t2ilib.ssagan.sampling import generate_from_ids
 from t2ilib.text.vocab import Vocabulary, tokenize
 from t2ilib.viz import mask_overlay
 
@@ -142,13 +143,10 @@ def generate_with_masks(model: DemoModel, caption: str, seed: int, n_samples: in
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     start = time.perf_counter()
     g = model.generator
-    device = next(g.parameters()).device
     ids = torch.tensor([check.ids], dtype=torch.long).repeat(n_samples, 1)   # (B, T)
     lengths = torch.full((n_samples,), len(check.ids), dtype=torch.long)     # (B,)
     z = torch.randn(n_samples, g.config.nz, generator=torch.Generator().manual_seed(seed))
-    _, sentence = model.text_encoder(ids.to(device), lengths)                 # (B, D)
-    images, masks = g(z.to(device), sentence)
-    images, masks = images.float().cpu(), [m.float().cpu() for m in masks]
+    images, masks = generate_from_ids(g, model.text_encoder, ids, lengths, z)  # CPU, float
     rows, labels = [images], ["generated"]
     best = model.best_mask_stage()
     if show_masks and best is not None:  # measured: the stage that localises the bird best
