@@ -47,6 +47,7 @@ def word_logits(regions: Tensor, words: Tensor, word_mask: Tensor, key: nn.Modul
     ``D -> D + 1`` (the word's classifier weights $W_f w_t$ and its bias $b^\top w_t$);
     ``importance``: a linear map ``D -> 1`` ($u^\top w_t$).
     """
+    # BEGIN EXERCISE 11:nb11_word_logits
     d = words.shape[1]
     w = words.transpose(1, 2)                                      # (B, T, D)
     k = key(regions).flatten(2)                                    # (B, D, N)
@@ -58,6 +59,7 @@ def word_logits(regions: Tensor, words: Tensor, word_mask: Tensor, key: nn.Modul
     u = importance(w).squeeze(-1).masked_fill(~word_mask, float("-inf"))  # (B, T)
     alpha = torch.softmax(u, dim=-1)                               # (B, T), 0 on padding
     return (alpha * f).sum(-1)
+    # END EXERCISE
 
 
 class WordDiscriminator(Discriminator):
