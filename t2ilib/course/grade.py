@@ -192,7 +192,9 @@ def grade(root: Path, students: Sequence[str] | None = None, smoke: bool = True)
     students = list(students or found)
     missing = sorted(set(students) - set(found))
     if not students or missing:
-        print(f"no submissions {missing or ''} in {submitted}/<student>/{ASSIGNMENT}/")
+        who = f"for {', '.join(missing)} " if missing else ""
+        print(f"no submission {who}in {submitted}: collect each student's notebooks into "
+              f"{submitted}/<student>/{ASSIGNMENT}/")
         return 2
     status = 0
     for student in students:
