@@ -41,7 +41,8 @@ from t2ilib.runtime import data_root, repo_root
 
 RESULTS = Path("docs/figures/binding_runs.json")
 
-#: The variants: ``train ssagan`` options on top of the TOYBIRDS recipe.
+#: The variants (named as :attr:`~t2ilib.binding.step.BindingConfig.name` names them):
+#: ``train ssagan`` options on top of the TOYBIRDS recipe.
 VARIANTS = {
     "baseline": [],
     "wordG": ["--word-generator"],
@@ -49,7 +50,7 @@ VARIANTS = {
     "swap": ["--swap-weight", "1"],
     "wordD+swap": ["--word-discriminator", "--swap-weight", "1"],
     "wordG+swap": ["--word-generator", "--swap-weight", "1"],
-    "all": ["--word-generator", "--word-discriminator", "--swap-weight", "1"],
+    "wordG+wordD+swap": ["--word-generator", "--word-discriminator", "--swap-weight", "1"],
 }
 PARTS = ("body_color", "wing_color", "crown_color")
 
@@ -96,6 +97,21 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return table
 
 
+def markdown(table: dict[str, dict[str, Any]]) -> str:
+    """The summary as the markdown table of ``docs/binding_experiments.md``: median [min-max]."""
+    keys = (*PARTS, "mean", "own", "leak", "toy_fid")
+    lines = ["| variant | seeds | " + " | ".join(k.replace("_color", "") for k in keys)
+             + " | train s |", "|---" * (len(keys) + 3) + "|"]
+    for variant, row in table.items():
+        cells = [f"{row[k]['median']:.3f} [{row[k]['min']:.3f}-{row[k]['max']:.3f}]"
+                 if k != "toy_fid" else f"{row[k]['median']:.1f} [{row[k]['min']:.1f}-"
+                 f"{row[k]['max']:.1f}]" for k in keys]
+        seeds = ", ".join(str(s) for s in row["seeds"])
+        lines.append(f"| {variant} | {seeds} | " + " | ".join(cells)
+                     + f" | {row['train_seconds']['median']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS),
@@ -126,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                         *(sys.argv[1:] if argv is None else argv)])
     (repo_root() / RESULTS).write_text(json.dumps(
         {"command": command, "summary": summary(runs), "runs": runs}, indent=1) + "\n")
+    print(markdown(summary(runs)))
     print("wrote", RESULTS)
     return 0
 

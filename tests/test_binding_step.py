@@ -161,3 +161,44 @@ def test_a_binding_run_trains_resumes_and_loads_where_ssa_gan_loads(data, tmp_pa
     assert payload["meta"]["binding"]["word_generator"] and g.reads_words
     images, masks = generate(g, te, vocab, ["a red body and blue wings"] * 2, seed=0)
     assert images.shape == (2, 3, 32, 32) and len(masks) == 4
+
+
+def _binding_runs_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data_scripts" / "binding_runs.py"
+    spec = importlib.util.spec_from_file_location("binding_runs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_runs_table_gives_median_and_range_per_variant():
+    script = _binding_runs_script()
+    keys = ("body_color", "wing_color", "crown_color", "mean", "own", "leak", "toy_fid",
+            "train_seconds")
+    runs = [{"variant": v, "seed": s, **{k: x for k in keys}}
+            for v, s, x in (("baseline", 100, 0.1), ("baseline", 101, 0.3),
+                            ("baseline", 102, 0.2), ("swap", 100, 0.5))]
+    table = script.summary(runs)
+    assert table["baseline"]["seeds"] == [100, 101, 102]
+    assert table["baseline"]["own"] == {"median": 0.2, "min": 0.1, "max": 0.3}
+    assert table["swap"]["leak"] == {"median": 0.5, "min": 0.5, "max": 0.5}
+    lines = script.markdown(table).splitlines()
+    assert lines[2].startswith("| baseline | 100, 101, 102 | 0.200 [0.100-0.300]")
+    assert len(lines) == 4 and all(line.count("|") == lines[0].count("|") for line in lines)
+    assert set(script.VARIANTS) >= {"baseline", "swap", "wordD+swap", "wordG+swap"}
+    with pytest.raises(SystemExit):
+        script.main(["--variants", "nonsense"])
+
+
+def test_each_variant_is_named_as_its_binding_config_names_it():
+    from t2ilib.apps.cli import build_parser
+    from t2ilib.apps.train_ssagan import binding_from
+
+    script = _binding_runs_script()
+    for variant, flags in script.VARIANTS.items():
+        args = build_parser().parse_args(["train", "ssagan", *flags])
+        binding = binding_from(args)
+        assert (binding.name if binding else "baseline") == variant
