@@ -402,7 +402,8 @@ def test_student_copy_holds_nothing_of_the_teachers(student_library: Path):
         assert not (student_library / "t2ilib" / part).exists(), part
     assert "## For teachers" in (REPO / "README.md").read_text(encoding="utf-8")
     readme = (student_library / "README.md").read_text(encoding="utf-8")
-    assert "## For teachers" not in readme and "## The notebooks" in readme
+    assert "## For teachers" not in readme and "## Testing" not in readme
+    assert "## The notebooks" in readme and "**This is the students' checkout**" in readme
     makefile = (student_library / "Makefile").read_text(encoding="utf-8")
     assert "pytest" not in makefile and "TORCH ?= torch==" in makefile
     venv = REPO / ".venv"

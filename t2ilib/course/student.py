@@ -13,7 +13,7 @@ and the files needed to install it (``pyproject.toml``, ``environment.yml``,
 generate_assignment`` put in ``student/notebooks/``. Nothing of the teacher's goes along:
 not the builders of the stored outputs (``t2ilib/course/reference_outputs/``), the
 broken-variant checker or the grading command (:data:`TEACHER_ONLY`), not the README's
-section for teachers, not a stored output (nbgrader copies none: ``CourseDirectory.ignore``;
+sections for teachers and on testing (a note on this checkout instead), not a stored output (nbgrader copies none: ``CourseDirectory.ignore``;
 a ``notebooks/reference_outputs/`` left by an older nbgrader run is removed). The students'
 ``Makefile`` has the targets that work without the teacher's tests: ``install``, ``lab``,
 ``validate`` (``test``), ``lint``, ``clean``. In ``student/``, ``make install``
@@ -46,7 +46,17 @@ PROJECT_FILES = ("pyproject.toml", "environment.yml", "nbgrader_config.py", "dat
 #: Parts of ``t2ilib`` (relative to it) that stay with the teacher: the stored outputs'
 #: builders, the broken-variant checker, the grading command.
 TEACHER_ONLY = ("course/reference_outputs", "course/exercise_check.py", "course/grade.py")
-_TEACHERS = re.compile(r"^## For teachers.*?(?=^## |\Z)", flags=re.M | re.S)
+#: The README's sections that describe only the teacher's checkout (its tests, the grading).
+_TEACHERS = re.compile(r"^## (For teachers|Testing).*?(?=^## |\Z)", flags=re.M | re.S)
+_STUDENT_NOTE = """
+**This is the students' checkout** (written by `make student`): the notebooks, with the
+exercises to solve, and `t2ilib/`, whose exercised functions raise `NotImplementedError` until
+you solve them in their notebook. Its `Makefile` has `make install` (the environment),
+`make lab` (JupyterLab; nbgrader's *Validate* button checks a notebook) and `make validate`
+(every notebook's visible tests in smoke mode; one notebook:
+`make validate NB=notebooks/03_conditioning.ipynb`). Where the text below speaks of
+`make test`, `make notebooks` or `tests/`, it means the teacher's repository.
+"""
 _STUDENT_MAKEFILE = """\
 # t2i-course, the students' checkout (written by `make student`; see README.md)
 #   make install    .venv with this t2ilib installed (editable) and the course's kernel
@@ -142,8 +152,10 @@ def stub_source(source: str, assigned: Sequence[str] | None = None) -> str:
 
 
 def student_readme(text: str) -> str:
-    """The README without its section for teachers (``## For teachers...``)."""
-    return _TEACHERS.sub("", text)
+    """The README without its sections for teachers (``## For teachers...``, ``## Testing``),
+    with a note on what this checkout is after its title."""
+    title, _, rest = _TEACHERS.sub("", text).partition("\n")
+    return f"{title}\n{_STUDENT_NOTE}{rest}"
 
 
 def student_makefile(teacher_makefile: str) -> str:
