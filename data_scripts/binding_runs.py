@@ -51,6 +51,8 @@ VARIANTS = {
     "wordD+swap": ["--word-discriminator", "--swap-weight", "1"],
     "wordG+swap": ["--word-generator", "--swap-weight", "1"],
     "wordG+wordD+swap": ["--word-generator", "--word-discriminator", "--swap-weight", "1"],
+    "swapDAMSM": ["--damsm-swap-weight", "1"],
+    "wordG+swapDAMSM": ["--word-generator", "--damsm-swap-weight", "1"],
 }
 PARTS = ("body_color", "wing_color", "crown_color")
 

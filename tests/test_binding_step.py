@@ -4,6 +4,7 @@ task on the engine and loading its checkpoints (t2ilib.binding)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,10 +17,11 @@ from t2ilib.binding.step import (
     _Text,
     binding_g_step,
 )
-from t2ilib.binding.swaps import colour_word_ids, swap_colour_words
+from t2ilib.binding.swaps import colour_word_ids, swap_colour_words, swapped_damsm_loss
 from t2ilib.binding.train import binding_engine
 from t2ilib.binding.word_d import WordDiscriminator
 from t2ilib.damsm.image_encoder import SmallCNNConfig, SmallCNNEncoder
+from t2ilib.damsm.losses import word_scores
 from t2ilib.engine.checkpoint import CheckpointMismatch
 from t2ilib.engine.loop import load_or_train
 from t2ilib.ssagan.losses import discriminator_adversarial_loss
@@ -113,10 +115,30 @@ def test_the_g_step_gives_d_its_gradients_back_after_an_error():
         D = d
         image_encoder = None
     text = _Text(torch.randn(2, 32, 4), torch.randn(2, 32), torch.full((2,), 4))
-    with pytest.raises(Exception):
-        binding_g_step(Nets(), None, torch.randn(2, 3, 32, 32), text, None, CONFIG,
+    with pytest.raises(AttributeError):  # no batch: the DAMSM term fails after D was frozen
+        binding_g_step(Nets(), None, torch.randn(2, 3, 32, 32), text, None, None, None, CONFIG,
                        BindingConfig(word_discriminator=True))
     assert all(p.requires_grad for p in d.parameters())
+
+
+def test_the_damsm_swap_loss_is_a_logistic_choice_between_the_two_captions():
+    torch.manual_seed(4)
+    encoder = SmallCNNEncoder(SmallCNNConfig(embed_dim=8, width=4)).eval()
+    images = torch.randn(3, 3, 32, 32)
+    words, sentence = torch.randn(3, 8, 5), torch.randn(3, 8)
+    lengths = torch.tensor([5, 4, 2])
+    same = swapped_damsm_loss(encoder, images, words, sentence, lengths, words, sentence)
+    torch.testing.assert_close(same, torch.tensor(2 * math.log(2)))  # no preference: log 2 each
+    other_w, other_s = torch.randn(3, 8, 5), torch.randn(3, 8)
+    got = swapped_damsm_loss(encoder, images, words, sentence, lengths, other_w, other_s)
+    regions, codes = encoder(images)
+    diff_w = torch.stack([word_scores(words[i:i + 1], lengths[i:i + 1], regions[i:i + 1])[0, 0]
+                          - word_scores(other_w[i:i + 1], lengths[i:i + 1], regions[i:i + 1])[0, 0]
+                          for i in range(3)])
+    diff_s = torch.cosine_similarity(codes, sentence) - torch.cosine_similarity(codes, other_s)
+    want = (torch.nn.functional.softplus(-10 * diff_w)
+            + torch.nn.functional.softplus(-10 * diff_s)).mean()
+    torch.testing.assert_close(got, want)
 
 
 def test_a_binding_config_adds_something_and_checks_its_numbers():
@@ -125,6 +147,10 @@ def test_a_binding_config_adds_something_and_checks_its_numbers():
     with pytest.raises(ValueError, match=">= 0"):
         BindingConfig(swap_weight=-1.0)
     assert BindingConfig(word_generator=True, swap_weight=1.0).name == "wordG+swap"
+    assert BindingConfig(damsm_swap_weight=1.0).name == "swapDAMSM"
+    old = BindingConfig(word_discriminator=True, swap_weight=1.0)  # runs made before the field
+    assert "damsm_swap_weight" not in old.fingerprint()
+    assert BindingConfig(damsm_swap_weight=0.5).fingerprint()["damsm_swap_weight"] == 0.5
 
 
 @pytest.fixture(scope="module")
@@ -136,18 +162,22 @@ def _engine(data, run_dir, binding):
     torch.manual_seed(0)
     te = TextEncoder(TextEncoderConfig(len(data.vocab), embed_dim=16, hidden_dim=32))
     ie = SmallCNNEncoder(SmallCNNConfig(embed_dim=32, width=4))
-    return binding_engine(Recipe("test", MODEL, CONFIG), binding, te, ie, data, device="cpu",
+    config = replace(CONFIG, finetune_text_encoder=True)  # the encoder swap step runs too
+    return binding_engine(Recipe("test", MODEL, config), binding, te, ie, data, device="cpu",
                           run_dir=run_dir)
 
 
 def test_a_binding_run_trains_resumes_and_loads_where_ssa_gan_loads(data, tmp_path):
-    binding = BindingConfig(word_generator=True, word_discriminator=True, swap_weight=1.0)
+    binding = BindingConfig(word_generator=True, word_discriminator=True, swap_weight=1.0,
+                            damsm_swap_weight=1.0)
     engine = _engine(data, tmp_path / "run", binding)
     batch = engine.task.batch(0, 0)
     assert batch.has_swap is not None and batch.has_swap.any()
     assert engine.task.loss_names == BINDING_LOSS_NAMES
     losses = engine.task.step(batch)
     assert losses.shape == (len(BINDING_LOSS_NAMES),) and torch.isfinite(losses).all()
+    named = dict(zip(BINDING_LOSS_NAMES, losses.tolist()))
+    assert named["enc_swap"] > 0 and named["g_swap"] > 0 and named["d_swap"] > 0
     result = load_or_train(engine, progress_bar=False)
     assert result.trained and result.step == 4
     again = load_or_train(_engine(data, tmp_path / "run", binding), progress_bar=False)

@@ -79,18 +79,23 @@ def add_parser(models: Any) -> None:
                        help="weight of the colour-swapped captions as D's negatives (0: off)")
     words.add_argument("--word-d-weight", type=finite, default=1.0,
                        help="weight of D's word-level head in D's and G's losses")
+    words.add_argument("--damsm-swap-weight", type=finite, default=0.0,
+                       help="weight of the DAMSM's caption-vs-swap loss in the encoder step "
+                            "and G's loss (0: off)")
     add_run_options(ssa, "gate_init_g=0")
 
 
 def binding_from(args: argparse.Namespace) -> Any:
     """The run's :class:`~t2ilib.binding.step.BindingConfig`, or None for plain SSA-GAN."""
-    if not (args.word_generator or args.word_discriminator or args.swap_weight > 0):
+    if not (args.word_generator or args.word_discriminator or args.swap_weight > 0
+            or args.damsm_swap_weight > 0):
         return None
     from t2ilib.binding.step import BindingConfig
 
     return BindingConfig(word_generator=args.word_generator,
                          word_discriminator=args.word_discriminator,
-                         swap_weight=args.swap_weight, word_d_weight=args.word_d_weight)
+                         swap_weight=args.swap_weight, word_d_weight=args.word_d_weight,
+                         damsm_swap_weight=args.damsm_swap_weight)
 
 
 #: Options of ``train ssagan`` that override the recipe field of the same name.

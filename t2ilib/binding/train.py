@@ -46,7 +46,7 @@ class BindingTask(SSAGANTask):
                  sample_captions: Sequence[str] | None = None, dist: ddp.DistInfo = ddp.SINGLE):
         self.binding = binding  # read by new_generator / new_discriminator during __init__
         self.colour_ids = colour_word_ids(data.vocab)
-        if binding.swap_weight > 0 and len(self.colour_ids) < 2:
+        if binding.swaps and len(self.colour_ids) < 2:
             raise ValueError("colour-swapped captions need two colour words in the vocabulary, "
                              f"found {len(self.colour_ids)}")
         super().__init__(recipe, text_encoder, image_encoder, data, device, sample_captions,
@@ -63,12 +63,12 @@ class BindingTask(SSAGANTask):
         return super().new_discriminator()
 
     def batch(self, epoch: int, step_in_epoch: int) -> BindingBatch:
-        """SSA-GAN's batch plus, with ``swap_weight > 0``, its captions with two colour words
+        """SSA-GAN's batch plus, when the binding config swaps, its captions with two colour words
         exchanged (drawn from their own generator, so the rest of the batch is SSA-GAN's)."""
         base = super().batch(epoch, step_in_epoch)
         batch = BindingBatch(**{f.name: getattr(base, f.name)
                                 for f in dataclasses.fields(base)})
-        if self.binding.swap_weight > 0:
+        if self.binding.swaps:
             g = step_generator(self.config.seed, epoch, step_in_epoch, self.dist.rank, 1)
             swapped, has_swap = swap_colour_words(base.captions.cpu(), base.lengths,
                                                   self.colour_ids, g)
@@ -76,7 +76,7 @@ class BindingTask(SSAGANTask):
         return batch
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**super().fingerprint(), "binding": dataclasses.asdict(self.binding)}
+        return {**super().fingerprint(), "binding": self.binding.fingerprint()}
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "binding": dataclasses.asdict(self.binding)}
