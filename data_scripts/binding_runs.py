@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 
 from t2ilib.apps import cli
+from t2ilib.binding.variants import VARIANTS, train_options
 from t2ilib.damsm.pretrain import load_or_train_toybirds_damsm
 from t2ilib.data.toybirds import ensure_toybirds
 from t2ilib.engine.checkpoint import CHECKPOINT_NAME, read_checkpoint
@@ -41,45 +41,35 @@ from t2ilib.runtime import data_root, repo_root
 
 RESULTS = Path("docs/figures/binding_runs.json")
 
-#: The variants (named as :attr:`~t2ilib.binding.step.BindingConfig.name` names them):
-#: ``train ssagan`` options on top of the TOYBIRDS recipe.
-VARIANTS = {
-    "baseline": [],
-    "wordG": ["--word-generator"],
-    "wordD": ["--word-discriminator"],
-    "swap": ["--swap-weight", "1"],
-    "wordD+swap": ["--word-discriminator", "--swap-weight", "1"],
-    "wordG+swap": ["--word-generator", "--swap-weight", "1"],
-    "wordG+wordD+swap": ["--word-generator", "--word-discriminator", "--swap-weight", "1"],
-    "swapDAMSM": ["--damsm-swap-weight", "1"],
-    "wordG+swapDAMSM": ["--word-generator", "--damsm-swap-weight", "1"],
-}
 PARTS = ("body_color", "wing_color", "crown_color")
 
 
 def run_one(variant: str, seed: int, damsm: Path, out: Path) -> dict[str, Any]:
-    """Train (or resume) and judge one run; returns its figures (also written to ``out``)."""
-    run_dir = out.with_suffix("")
+    """Train (or resume) and judge one run, skipping what is done (a finished checkpoint, its
+    ``.eval.json``); returns its figures (also written to ``out``)."""
+    run_dir, eval_file = out.with_suffix(""), out.with_suffix(".eval.json")
+    checkpoint = run_dir / CHECKPOINT_NAME
     start = time.perf_counter()
-    code = cli.main(["train", "ssagan", "--recipe", "toybirds", "--dataset", "toybirds",
-                     "--damsm", str(damsm), "--run-dir", str(run_dir), "--seed", str(seed),
-                     *VARIANTS[variant]])
-    seconds = time.perf_counter() - start
-    payload = read_checkpoint(run_dir / CHECKPOINT_NAME, "ssagan")
-    if code != 0 or payload["counters"]["epoch"] < 7:
-        raise SystemExit(f"{variant} seed {seed} stopped (exit {code}); run again to resume")
-    eval_file = out.with_suffix(".eval.json")
-    if cli.main(["evaluate", "--metrics", "toy", "--n-samples", "1000", "--checkpoint",
-                 str(run_dir / CHECKPOINT_NAME), "--out", str(eval_file)]) != 0:
+    done = checkpoint.is_file() and read_checkpoint(checkpoint, "ssagan")["counters"]["epoch"] >= 7
+    if not done:
+        code = cli.main(["train", "ssagan", "--recipe", "toybirds", "--dataset", "toybirds",
+                         "--damsm", str(damsm), "--run-dir", str(run_dir), "--seed", str(seed),
+                         *train_options(VARIANTS[variant])])
+        payload = read_checkpoint(checkpoint, "ssagan")
+        if code != 0 or payload["counters"]["epoch"] < 7:
+            raise SystemExit(f"{variant} seed {seed} stopped (exit {code}); run again to resume")
+    if not eval_file.is_file() and cli.main(
+            ["evaluate", "--metrics", "toy", "--n-samples", "1000", "--checkpoint",
+             str(checkpoint), "--out", str(eval_file)]) != 0:
         raise SystemExit(f"judging {variant} seed {seed} failed")
+    counters = read_checkpoint(checkpoint, "ssagan")["counters"]
     toy = read_json(eval_file)["toy"]
     gen, bind = toy["alignment"]["generated"], toy["binding"]["generated"]
-    figures = {"variant": variant, "seed": seed, "step": payload["counters"]["step"],
-               "train_seconds": payload["counters"].get("train_seconds", seconds),
-               "wall_seconds_this_call": seconds, "threads": torch.get_num_threads(),
-               "load_average": os.getloadavg()[0],
+    figures = {"variant": variant, "seed": seed, "step": counters["step"],
+               "train_seconds": counters.get("train_seconds", time.perf_counter() - start),
                **{p: gen[p]["accuracy"] for p in PARTS}, "mean": gen["mean"],
                "own": bind["mean"]["own"], "leak": bind["mean"]["leak"],
+               **{f"{p}_own": bind[p]["own"] for p in PARTS},
                **{f"{p}_leak": bind[p]["leak"] for p in PARTS},
                "toy_fid": toy["toy_fid"]["generated"]}
     with atomic_write(out, "w") as f:
