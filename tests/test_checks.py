@@ -22,6 +22,7 @@ from t2ilib.course import reference_outputs as ro
 from t2ilib.course.checks import (
     REFERENCE_ENV,
     assert_all_close,
+    assert_all_equal,
     derived_hint,
     mismatches,
     stored_outputs,
@@ -83,6 +84,23 @@ def test_a_known_mistake_gives_its_hint():
                 "is `fake` detached?": {"w": torch.tensor([1.0, 2.5]), "v": torch.tensor(3.0)}}
     with pytest.raises(AssertionError, match=r"Hint: is `fake` detached\?$"):
         assert_all_close(wrong, want, "G's gradient", mistakes=mistakes)
+
+
+def test_exact_values_name_the_first_difference_and_a_known_mistake():
+    want = {"tokenize('A b')": ["a", "b"], "tokenize('c')": ["c"], "tokenize('D')": ["d"]}
+    assert_all_equal(dict(want), want, "the tokens")  # passes
+    got = {**want, "tokenize('A b')": ["A", "b"], "tokenize('D')": ["D"]}
+    with pytest.raises(AssertionError) as failure:
+        assert_all_equal(got, want, "the tokens of 3 captions")
+    assert str(failure.value) == (
+        "the tokens of 3 captions: 2 of 3 value(s) differ from the reference; the first, "
+        "tokenize('A b'), gave ['A', 'b'], reference ['a', 'b']")
+    mistakes = {"not this one": {"tokenize('c')": ["C"]},
+                "not lower-cased": {"tokenize('A b')": ["A", "b"], "tokenize('D')": ["D"]}}
+    with pytest.raises(AssertionError, match=r"reference \['a', 'b'\]. Hint: not lower-cased$"):
+        assert_all_equal(got, want, "the tokens", mistakes=mistakes)
+    with pytest.raises(AssertionError, match=r"the first, tokenize\('A b'\), is missing"):
+        assert_all_equal({}, want, "the tokens")
 
 
 def _g_step_variant(old: str, new: str):

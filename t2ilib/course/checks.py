@@ -19,7 +19,9 @@ a submission or a feedback folder (``CourseDirectory.ignore``).
 A failure names the quantity, how many of its parameters are off, the largest relative
 error and where, and a hint when one can be derived: the answer is zero, has the wrong sign
 or is off by one factor everywhere, or it equals the stored outputs of a known wrong answer
-(``mistakes``: ``{hint: outputs}``, made by the teacher's builder modules).
+(``mistakes``: ``{hint: outputs}``, made by the teacher's builder modules). Values compared
+exactly (tokens) go through :func:`assert_all_equal`, whose failure names the first one that
+differs.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["REFERENCE_ENV", "MISTAKE_RTOL", "stored_outputs", "ValueMismatch", "mismatches",
-           "derived_hint", "failure_message", "assert_all_close"]
+           "derived_hint", "failure_message", "assert_all_close", "assert_all_equal"]
 
 #: The environment variable naming the teacher's folder of stored outputs.
 REFERENCE_ENV = "T2I_REFERENCE_OUTPUTS"
@@ -161,3 +163,21 @@ def assert_all_close(got: Mapping[str, torch.Tensor | float | None],
             break
     hint = hint or derived_hint(got, want, [m.name for m in found])
     raise AssertionError(failure_message(quantity, found, len(want), rtol, hint))
+
+
+def assert_all_equal(got: Mapping[str, object], want: Mapping[str, object], quantity: str, *,
+                     mistakes: Mapping[str, Mapping[str, object]] | None = None) -> None:
+    """:func:`assert_all_close` for values compared exactly (tokens, integer boxes): the
+    failure names the quantity, how many values differ and the first one (its name, the
+    answer and the reference), and the hint of the first known mistake ``got`` equals
+    (``mistakes``: ``{hint: {name: value}}``, a part of ``want``'s names)."""
+    wrong = [name for name in want if got.get(name, ValueError) != want[name]]
+    if not wrong:
+        return
+    hint = next((text for text, outputs in (mistakes or {}).items()
+                 if all(got.get(k, ValueError) == v for k, v in outputs.items())), "")
+    first = wrong[0]
+    answer = f"gave {got[first]!r}" if first in got else "is missing"
+    text = (f"{quantity}: {len(wrong)} of {len(want)} value(s) differ from the reference; "
+            f"the first, {first}, {answer}, reference {want[first]!r}")
+    raise AssertionError(text + (f". Hint: {hint}" if hint else ""))

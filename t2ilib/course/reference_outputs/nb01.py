@@ -29,10 +29,19 @@ def build() -> dict:
         sizes.append(size)
     boxes.append((10.5, 20.25, 33.5, 7.0))  # fractional boxes, as CUB's file holds
     sizes.append((100, 80))
+    # likely mistakes, as the correct crop of another image size: the clipping with width
+    # and height swapped, the right edge clipped at width - 1 (an inclusive edge)
+    mistakes = {
+        "the right edge is clipped at the height and the bottom at the width (swapped?)":
+            [bbox_crop_box(b, s[1], s[0]) for b, s in zip(boxes, sizes)],
+        "the right edge is clipped at width - 1: the crop's right and bottom are exclusive "
+        "(PIL's crop box), clip them at width and height":
+            [bbox_crop_box(b, s[0] - 1, s[1]) for b, s in zip(boxes, sizes)]}
     return {
         "nb01_tokenize": {"inputs": {"texts": texts},
                           "outputs": {"tokens": [tokenize(t) for t in texts]}},
         "nb01_bbox_crop_box": {
             "inputs": {"boxes": boxes, "sizes": sizes},
-            "outputs": {"crops": [bbox_crop_box(b, *s) for b, s in zip(boxes, sizes)]}},
+            "outputs": {"crops": [bbox_crop_box(b, *s) for b, s in zip(boxes, sizes)],
+                        "mistakes": mistakes}},
     }

@@ -19,6 +19,8 @@ run the student's code in float32 on the same values and compare with a toleranc
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from t2ilib.sisgan.losses import discriminator_loss, pair_logits
@@ -50,7 +52,49 @@ def _conditioning_augmentation(g: torch.Generator) -> dict:
                        "state": state, "phi": phi, "eps": eps, "weight": weight},
             "outputs": {"c": c, "mu": mu, "log_sigma": log_sigma, "kl": kl,
                         "grad_phi": phi_leaf.grad, "grad_mu": ca.mu.weight.grad,
-                        "grad_log_sigma": ca.log_sigma.weight.grad}}
+                        "grad_log_sigma": ca.log_sigma.weight.grad,
+                        "mistakes": _ca_mistakes(ca, phi, eps)}}
+
+
+#: The hidden test's names of the KL of the conditioning augmentation and of ``_kl_only``.
+KL_NAMES = ("KL(N(mu, sigma^2) || N(0, 1)) of the layer", "kl_loss of 12 other codes")
+
+
+def _ca_mistakes(ca: ConditioningAugmentation, phi: torch.Tensor, eps: torch.Tensor
+                 ) -> dict[str, dict[str, torch.Tensor]]:
+    """Likely wrong answers as correct outputs: with the log sigma layer halved (LeakyReLU is
+    positively homogeneous), ``c`` is mu + exp(log_sigma / 2) eps; with ``sum(c * weight)``
+    left out of the objective, log sigma's gradient is the one that reaches it through the
+    KL alone (sigma detached in the sample)."""
+    halved = copy.deepcopy(ca)
+    with torch.no_grad():
+        halved.log_sigma.weight.mul_(0.5)
+        c_half = halved(phi, eps)[0]
+    kl_only = copy.deepcopy(ca)
+    kl_only.zero_grad()
+    kl_loss(*kl_only(phi, eps)[1:]).backward()
+    return {"c is mu + exp(log_sigma / 2) * eps: log_sigma is log sigma (not the log-variance), "
+            "so sigma = exp(log_sigma)": {"c": c_half},
+            "only the KL's gradient reaches log sigma: c must be mu + sigma * eps with the given "
+            "eps and sigma = exp(log_sigma) in its graph (the reparameterisation trick: no "
+            "detach, no fresh sample)":
+                {"d/dW_log_sigma of sum(c * weight) + KL": kl_only.log_sigma.weight.grad}}
+
+
+def _kl_mistakes(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict]:
+    """The KL's likely wrong answers on each ``(mu, log_sigma)`` of ``pairs`` (named as
+    :data:`KL_NAMES`), as the correct KL of other inputs or its multiples: the opposite sign,
+    the log-variance form (the KL of log_sigma / 2), a sum over the code dimensions."""
+    def named(values: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return dict(zip(KL_NAMES, values))
+
+    kls = [kl_loss(mu, ls).detach() for mu, ls in pairs]
+    return {"the KL has the wrong sign: it is -log sigma + (sigma^2 + mu^2 - 1) / 2, never "
+            "negative": named([-kl for kl in kls]),
+            "the KL is the log-variance form: here log_sigma is log sigma, so sigma^2 = "
+            "exp(2 log_sigma)": named([kl_loss(mu, ls / 2).detach() for mu, ls in pairs]),
+            "the KL is summed over the code dimensions: kl_loss is the mean over all B x C "
+            "elements": named([kl * mu.shape[1] for kl, (mu, _) in zip(kls, pairs)])}
 
 
 def _kl_only(g: torch.Generator) -> dict:
@@ -72,13 +116,42 @@ def _discriminator(g: torch.Generator) -> dict:
     own = _randn(g, batch, D_SIZES["sentence_dim"])
     other = own[torch.tensor([2, 0, 4, 1, 3])]  # a derangement: no image keeps its caption
     relevant = torch.where(torch.tensor([True, False, True, False, False])[:, None], own, other)
+    fresh = copy.deepcopy(d)
     logits = pair_logits(d, real, fake, own, other, relevant)
     losses = discriminator_loss(*logits)
     losses.total.backward()
+    mistakes = _discriminator_mistakes(fresh, (real, fake), own, other, relevant,
+                                       tuple(t.detach() for t in logits))
     return {"inputs": {"config": dict(D_SIZES), "state": state, "real": real, "fake": fake,
                        "own": own, "other": other, "relevant": relevant},
             "outputs": {"logits": logits._asdict(), "losses": losses._asdict(),
-                        "grads": {n: p.grad for n, p in d.named_parameters()}}}
+                        "grads": {n: p.grad for n, p in d.named_parameters()},
+                        "mistakes": mistakes}}
+
+
+def _discriminator_mistakes(d: Discriminator, images: tuple[torch.Tensor, torch.Tensor],
+                            own: torch.Tensor, other: torch.Tensor, relevant: torch.Tensor,
+                            logits: tuple) -> dict[str, dict[str, torch.Tensor]]:
+    """Likely wrong answers as correct outputs of other inputs, named as the hidden test
+    names them: the mismatching pair scored with the relevant caption, the fake pair with
+    the own one; the mismatching pair labelled real (BCE(l, 1) is BCE(-l, 0)); the
+    mismatch and fake terms swapped."""
+    d = copy.deepcopy(d)
+    with torch.no_grad():
+        relevant_twice = pair_logits(d, *images, own, relevant, relevant)
+        own_twice = pair_logits(d, *images, own, other, own)
+    losses = discriminator_loss(*logits)._asdict()
+    labelled_real = discriminator_loss(logits[0], -logits[1], logits[2])._asdict()
+    return {"the mismatching pair is scored with the relevant caption: pair the real image "
+            "with `other`": {"PairLogits.mismatch": relevant_twice.mismatch},
+            "the fake pair is scored with the own caption: G drew the fake from `relevant`":
+                {"PairLogits.fake": own_twice.fake},
+            "the mismatching pair is labelled real: D must call (real image, other caption) "
+            "fake, BCE(logit, 0)": {f"DLosses.{n}": labelled_real[n].detach()
+                                     for n in ("total", "mismatch")},
+            "DLosses.mismatch and .fake are swapped: the fields are (total, real, mismatch, "
+            "fake)": {"DLosses.mismatch": losses["fake"].detach(),
+                      "DLosses.fake": losses["mismatch"].detach()}}
 
 
 def _discriminator_logits(g: torch.Generator) -> dict:
@@ -91,7 +164,12 @@ def _discriminator_logits(g: torch.Generator) -> dict:
 def build() -> dict:
     """``{exercise: {"inputs": ..., "outputs": ...}}`` for notebook 09 (CPU, float64)."""
     g = torch.Generator().manual_seed(9)
-    return {"nb09_conditioning_augmentation": _conditioning_augmentation(g),
-            "nb09_conditioning_augmentation_kl": _kl_only(g),
+    ca, kl = _conditioning_augmentation(g), _kl_only(g)
+    pairs = [(ca["outputs"]["mu"].detach(), ca["outputs"]["log_sigma"].detach()),
+             (kl["inputs"]["mu"], kl["inputs"]["log_sigma"])]
+    for hint, values in _kl_mistakes(pairs).items():
+        ca["outputs"]["mistakes"][hint] = values
+    return {"nb09_conditioning_augmentation": ca,
+            "nb09_conditioning_augmentation_kl": kl,
             "nb09_discriminator_loss": _discriminator(g),
             "nb09_discriminator_loss_logits": _discriminator_logits(g)}
