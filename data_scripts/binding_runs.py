@@ -22,6 +22,7 @@ A run that is done is read, not trained again; Ctrl-C stops after saving (run it
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
@@ -71,10 +72,26 @@ def run_one(variant: str, seed: int, damsm: Path, out: Path) -> dict[str, Any]:
                "own": bind["mean"]["own"], "leak": bind["mean"]["leak"],
                **{f"{p}_own": bind[p]["own"] for p in PARTS},
                **{f"{p}_leak": bind[p]["leak"] for p in PARTS},
-               "toy_fid": toy["toy_fid"]["generated"]}
+               "toy_fid": toy["toy_fid"]["generated"], "losses": loss_trend(run_dir / "losses.csv")}
     with atomic_write(out, "w") as f:
         json.dump(figures, f, indent=1)
     return figures
+
+
+def loss_trend(log: Path) -> dict[str, list[float]]:
+    """Each loss column's mean over the first 5 and the last 10 rows of the loss log (a row
+    every 10 steps): ``{name: [start, end]}``, for the terms that were on."""
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    trend = {}
+    for name in rows[0]:
+        if name in ("step", "epoch"):
+            continue
+        start = statistics.mean(float(r[name]) for r in rows[:5])
+        end = statistics.mean(float(r[name]) for r in rows[-10:])
+        if start or end:
+            trend[name] = [round(start, 3), round(end, 3)]
+    return trend
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -92,15 +109,14 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def markdown(table: dict[str, dict[str, Any]]) -> str:
     """The summary as the markdown table of ``docs/binding_experiments.md``: median [min-max]."""
     keys = (*PARTS, "mean", "own", "leak", "toy_fid")
-    lines = ["| variant | seeds | " + " | ".join(k.replace("_color", "") for k in keys)
-             + " | train s |", "|---" * (len(keys) + 3) + "|"]
+    lines = ["| variant | seeds | " + " | ".join(k.replace("_color", "") for k in keys) + " |",
+             "|---" * (len(keys) + 2) + "|"]
     for variant, row in table.items():
         cells = [f"{row[k]['median']:.3f} [{row[k]['min']:.3f}-{row[k]['max']:.3f}]"
                  if k != "toy_fid" else f"{row[k]['median']:.1f} [{row[k]['min']:.1f}-"
                  f"{row[k]['max']:.1f}]" for k in keys]
         seeds = ", ".join(str(s) for s in row["seeds"])
-        lines.append(f"| {variant} | {seeds} | " + " | ".join(cells)
-                     + f" | {row['train_seconds']['median']:.0f} |")
+        lines.append(f"| {variant} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

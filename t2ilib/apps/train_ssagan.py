@@ -76,7 +76,7 @@ def add_parser(models: Any) -> None:
     words.add_argument("--word-discriminator", action="store_true",
                        help="a word-level head in D (one local discriminator per word)")
     words.add_argument("--swap-weight", type=finite, default=0.0,
-                       help="weight of the colour-swapped captions as D's negatives (0: off)")
+                       help="weight of D's ranking of each caption above its colour swap (0: off)")
     words.add_argument("--word-d-weight", type=finite, default=1.0,
                        help="weight of D's word-level head in D's and G's losses")
     words.add_argument("--damsm-swap-weight", type=finite, default=0.0,
