@@ -13,8 +13,9 @@ and the files needed to install it (``pyproject.toml``, ``environment.yml``,
 generate_assignment`` put in ``student/notebooks/``. Nothing of the teacher's goes along:
 not the builders of the stored outputs (``t2ilib/course/reference_outputs/``), the
 broken-variant checker or the grading command (:data:`TEACHER_ONLY`), not the README's
-sections for teachers and on testing (a note on this checkout instead), not a stored output (nbgrader copies none: ``CourseDirectory.ignore``;
-a ``notebooks/reference_outputs/`` left by an older nbgrader run is removed). The students'
+sections for teachers and on testing (a note on this checkout instead), not a stored output
+(nbgrader copies none: ``CourseDirectory.ignore``; a ``notebooks/reference_outputs/`` left by
+an older nbgrader run is removed). The students'
 ``Makefile`` has the targets that work without the teacher's tests: ``install``, ``lab``,
 ``validate`` (``test``), ``lint``, ``clean``. In ``student/``, ``make install``
 installs this library in editable mode, so the student notebooks' ``import t2ilib`` finds
@@ -91,8 +92,8 @@ validate: $(STAMP)
 
 test: validate
 
-lint: $(STAMP)
-\t$(VENV)/bin/ruff check t2ilib
+lint: $(STAMP)  # the stubs leave the answers' imports and names unused: F401, F821 off
+\t$(VENV)/bin/ruff check --extend-ignore F401,F821 t2ilib
 
 clean:
 \trm -rf .ruff_cache
@@ -110,8 +111,13 @@ class Region:
     indent: str
 
     def stub(self) -> str:
-        return (f'{self.indent}raise NotImplementedError("exercise {self.number}:{self.grade_id}: '
-                f'solve it in notebook {self.number}")')
+        """The line(s) that replace the region: one line, or two when one is over 100 chars."""
+        message = f"exercise {self.number}:{self.grade_id}: solve it in notebook {self.number}"
+        line = f'{self.indent}raise NotImplementedError("{message}")'
+        if len(line) <= 100:
+            return line
+        return f'{self.indent}raise NotImplementedError(\n{self.indent}    "{message}")'
+
 
 
 def exercise_regions(source: str) -> list[Region]:
