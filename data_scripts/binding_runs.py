@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="100,101,102")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--done-only", action="store_true",
+                        help="table the runs that are judged already; train nothing")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             for seed in (int(s) for s in args.seeds.split(",")):
                 out = folder / f"{variant}_s{seed}.json"
+                if args.done_only and not out.with_suffix(".eval.json").is_file():
+                    continue
                 runs.append(read_json(out) if out.is_file() else
                             run_one(variant, seed, damsm, out))
                 print(json.dumps({k: runs[-1][k] for k in ("variant", "seed", *PARTS, "own",

@@ -46,9 +46,16 @@ class Quote:
 
 
 NB = {n: next((REPO / "notebooks").glob(f"{n}_*.ipynb")).relative_to(REPO).as_posix()
-      for n in ("01", "02", "03", "04", "05", "06", "07", "08", "09", "10")}
+      for n in ("01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11")}
 README = "README.md"
 WALL = r"notebook wall time: (?P<wall>\d+) s"
+#: Notebook 11's table of runs: SSA-GAN's and the word-attended G's rows (median [min-max]).
+_CELL = r"([\d.]+) \[[\d.]+-[\d.]+\]"
+BINDING = (r"^baseline 3 [\d.]+ \[[\d.-]+\] (?P<bwing>[\d.]+) \[[\d.-]+\] " + _CELL
+           + r" (?P<bown>[\d.]+) \[[\d.-]+\] (?P<bleak>[\d.]+) \[(?P<bmin>[\d.]+)-"
+           r"(?P<bmax>[\d.]+)\]$.*?^wordG\+swap 3 [\d.]+ \[[\d.-]+\] (?P<wing>[\d.]+) "
+           r"\[[\d.-]+\] " + _CELL + r" (?P<own>[\d.]+) \[[\d.-]+\] (?P<leak>[\d.]+) "
+           r"\[(?P<lmin>[\d.]+)-(?P<lmax>[\d.]+)\]$")
 Z_VS_CAPTION = r"only z changes: (?P<z>[\d.]+); when only the caption changes: (?P<caption>[\d.]+)"
 
 QUOTES = [
@@ -118,6 +125,15 @@ QUOTES = [
                   r"colours (?P<unnamed>[\d.]+)\) but edits no better \((?P<target>[\d.]+)\)",
           NB["09"], r"^(?P<epochs>40) 5000 (?P<target>[\d.]+) (?P<unnamed>[\d.]+) "),
     Quote(README, r"\| 10 \|.*?\| (?P<wall>\d+) s with", NB["10"], WALL),
+    Quote(README, r"\| 11 \|.*?\| (?P<wall>\d+) s with the run", NB["11"], WALL),
+    Quote(README, r"keeps own at (?P<own>[\d.]+) \(SSA-GAN (?P<bown>[\d.]+)\) and lowers leak "
+                  r"from (?P<bleak>[\d.]+) to (?P<leak>[\d.]+), every seed", NB["11"], BINDING),
+    Quote(NB["11"], r"keeps SSA-GAN's \*own\* \((?P<own>[\d.]+) against (?P<bown>[\d.]+)\) and "
+                    r"lowers \*leak\* from (?P<bleak>[\d.]+) to (?P<leak>[\d.]+), in every seed "
+                    r"below every SSA-GAN seed \((?P<lmin>[\d.]+)-(?P<lmax>[\d.]+) against "
+                    r"(?P<bmin>[\d.]+)-(?P<bmax>[\d.]+)\)", NB["11"], BINDING),
+    Quote(NB["11"], r"the wings lose colour accuracy \((?P<wing>[\d.]+) against "
+                    r"(?P<bwing>[\d.]+)\)", NB["11"], BINDING),
     Quote(README, r"\(the reference model: (?P<caption>[\d.]+) and (?P<seed>[\d.]+)\); the "
                   r"reference model's (?P<px>\d+) px mask finds the bird \(IoU (?P<iou>[\d.]+) "
                   r"against a centred disc's (?P<disc>[\d.]+)\)", NB["10"],
@@ -266,7 +282,7 @@ def test_every_figure_of_the_readme_table_is_a_registered_quote():
     names = r"notebooks? \d\d(?:(?:,| and) \d\d)*|\b[A-Za-z][\w./-]*\d[\w./-]*|\b\d-D\b"
     covered += [m.span() for m in re.finditer(names, text)]  # notebook 07, t2ilib, 2-D: names
     rows = _table_rows()
-    assert len(rows) == 11, "the README's notebook table should have rows 00-10"
+    assert len(rows) == 12, "the README's notebook table should have rows 00-11"
     unchecked = []
     for row in rows:
         start = text.index(_collapse(row))
