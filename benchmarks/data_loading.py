@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 
 from t2ilib.data.augment import random_crop_flip
 from t2ilib.data.cache import CachedCUBDataset, ensure_cache
-from t2ilib.data.cub import CUBDataset, collate_sorted
+from t2ilib.data.cub import collate_sorted
+from t2ilib.data.cub_dataset import CUBDataset
 from t2ilib.data.toybirds import ensure_toybirds
 
 

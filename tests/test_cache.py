@@ -14,7 +14,8 @@ from t2ilib.data.augment import (
     to_unit_range,
 )
 from t2ilib.data.cache import CachedCUBDataset, build_cache, cache_path, ensure_cache, load_cache
-from t2ilib.data.cub import CUBDataset, collate_sorted, load_captions
+from t2ilib.data.cub import collate_sorted, load_captions
+from t2ilib.data.cub_dataset import CUBDataset
 from t2ilib.data.fixtures import make_cub_fixture
 from t2ilib.io import BadFileError, load_torch
 

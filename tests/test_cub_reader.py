@@ -9,7 +9,6 @@ from PIL import Image
 from t2ilib.data.augment import center_crop
 from t2ilib.data.caption_files import CaptionNotes
 from t2ilib.data.cub import (
-    CUBDataset,
     bbox_crop_box,
     check_layout,
     collate_sorted,
@@ -20,6 +19,7 @@ from t2ilib.data.cub import (
     read_split,
     square_box,
 )
+from t2ilib.data.cub_dataset import CUBDataset
 from t2ilib.data.fixtures import LONG_CAPTION, make_cub_fixture
 from t2ilib.text.vocab import tokenize
 

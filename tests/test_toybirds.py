@@ -8,7 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from t2ilib.data.cub import CUBDataset, read_bboxes
+from t2ilib.data.cub import read_bboxes
+from t2ilib.data.cub_dataset import CUBDataset
 from t2ilib.data.toybirds import (
     ATTRIBUTES,
     CAPTIONED,

@@ -239,6 +239,28 @@ def _stream(g: nn.Module, text_encoder: nn.Module, vocab: Any, test: CachedCUBDa
             scorer.update(q, masks)
 
 
+def _scorers(metrics: tuple[str, ...], checkpoint: str | os.PathLike[str],
+             payload: dict[str, Any], text_encoder: nn.Module, root: Path,
+             test: CachedCUBDataset, plan: Tensor, config: EvalConfig, device: torch.device,
+             damsm: str | os.PathLike[str] | None, oracle: str | os.PathLike[str] | None,
+             fid_extractor: nn.Module | None, is_classifier: nn.Module | None
+             ) -> dict[str, _Metric | ToyScorer]:
+    """Every metric of ``metrics`` set up before any image is drawn, so a missing weight file
+    fails first (the arguments are :func:`evaluate_checkpoint`'s)."""
+    scorers: dict[str, _Metric | ToyScorer] = {}
+    if "fid" in metrics:
+        scorers["fid"] = _fid(test, test.image_size, config, device, fid_extractor)
+    if "is" in metrics:
+        scorers["is"] = _inception_score(config, device, is_classifier)
+    if "rprec" in metrics:
+        encoders = _rprec_encoders(payload, checkpoint, text_encoder, damsm, len(test.vocab),
+                                   device)
+        scorers["rprec"] = _rprecision(encoders, test, plan, config, device)
+    if "toy" in metrics:
+        scorers["toy"] = _toy(root, oracle, test, plan, config, device)
+    return scorers
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathLike[str],
                         config: EvalConfig = EvalConfig(), *, device: str | torch.device = "auto",
                         damsm: str | os.PathLike[str] | None = None,
@@ -275,19 +297,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], root: str | os.PathL
     plan = sample_plan(len(test), test.captions_per_image, config.samples_per_image,
                        config.n_samples)
 
-    # set every metric up first, so a missing weight file fails before any image is drawn
-    scorers: dict[str, _Metric | ToyScorer] = {}
-    if "fid" in metrics:
-        scorers["fid"] = _fid(test, resolution, config, device, fid_extractor)
-    if "is" in metrics:
-        scorers["is"] = _inception_score(config, device, is_classifier)
-    if "rprec" in metrics:
-        encoders = _rprec_encoders(payload, checkpoint, text_encoder, damsm, len(test.vocab),
-                                   device)
-        scorers["rprec"] = _rprecision(encoders, test, plan, config, device)
-    if "toy" in metrics:
-        scorers["toy"] = _toy(root, oracle, test, plan, config, device)
-
+    scorers = _scorers(metrics, checkpoint, payload, text_encoder, root, test, plan, config,
+                       device, damsm, oracle, fid_extractor, is_classifier)
     _stream(g, text_encoder, vocab, test, plan, config, list(scorers.values()))
     generated_s = time.perf_counter() - start
 

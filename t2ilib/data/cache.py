@@ -34,10 +34,9 @@ from t2ilib.data.cub import (
     CAPTIONS_PER_IMAGE,
     SPLITS,
     WORDS_NUM,
-    CaptionedImages,
-    CUBDataset,
     check_layout,
 )
+from t2ilib.data.cub_dataset import CaptionedImages, CUBDataset
 from t2ilib.io import BadFileError, load_torch, remove_stale_temporaries, save_torch
 from t2ilib.runtime import progress
 from t2ilib.text.vocab import Vocabulary

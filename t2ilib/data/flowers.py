@@ -44,7 +44,8 @@ import numpy as np
 from torch import Tensor
 
 from t2ilib.data.caption_files import CAPTIONS_PER_IMAGE, CaptionNotes, read_caption_lines
-from t2ilib.data.cub import SPLITS, WORDS_NUM, CaptionedImages, load_cropped_image
+from t2ilib.data.cub import SPLITS, WORDS_NUM, load_cropped_image
+from t2ilib.data.cub_dataset import CaptionedImages
 from t2ilib.text.vocab import Vocabulary, tokenize
 
 __all__ = ["N_CLASSES", "SCHEMES", "SPLIT_DIR", "LIST_NAMES", "SETID_WARNING", "read_mat_array",

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from t2ilib.data.cub import WORDS_NUM, CaptionedImages, fit_caption, load_captions, read_split
+from t2ilib.data.cub import WORDS_NUM, fit_caption, load_captions, read_split
+from t2ilib.data.cub_dataset import CaptionedImages
 from t2ilib.runtime import progress
 from t2ilib.text.vocab import Vocabulary
 
